@@ -1,0 +1,727 @@
+"""RunStore: job history and metric series in an embedded SQLite database.
+
+One database file per run directory (``<root>/acc.sqlite``, WAL mode). The
+training thread never waits on it: points go to a queue and a writer thread
+commits them in batches (every ``flush_interval`` seconds or every few
+thousand points), never one commit per point. After a ``kill -9`` at most the
+last flush interval of points is lost and the database stays whole.
+
+Where it lives: ``RunStore(path)``; with no path ``$ACC_HOME`` if set, else
+``./acc_runs`` in the working directory (as TensorBoard's ``runs/``).
+
+NaN is stored as SQL NULL (SQLite has no NaN) and read back as NaN; nothing
+else is ever stored as NULL, so the round trip is exact. +/-Inf are stored as
+they are.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import logging
+import math
+import os
+import queue
+import socket
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from acc.loss_health import LossSummary, LossSummaryAccumulator, Thresholds
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "DB_FILENAME",
+    "JobRecord",
+    "JobStatus",
+    "Point",
+    "RunStore",
+    "StoreError",
+    "default_root",
+    "loss_series_name",
+]
+
+log = logging.getLogger(__name__)
+
+DB_FILENAME = "acc.sqlite"
+SCHEMA_VERSION = 1
+# Series names the trainer writes. Each task's loss is "loss/<task>".
+LOSS_PREFIX = "loss/"
+
+Point = tuple[str, int, float, float]  # (series name, step, value, wall time)
+
+
+def loss_series_name(task_name: str) -> str:
+    return LOSS_PREFIX + task_name
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or used; the message names the path."""
+
+
+class JobStatus(str, Enum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    STOPPED = "stopped"
+    INTERRUPTED = "interrupted"  # the process died while the job was running
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A job as the store holds it."""
+
+    id: int
+    name: str
+    status: JobStatus
+    kind: str
+    created: float
+    started: float | None
+    ended: float | None
+    last_step: int | None
+    config: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    reason: str | None = None
+    summary: dict[str, Any] | None = None
+    pid: int | None = None
+    host: str | None = None
+
+    @property
+    def duration(self) -> float | None:
+        if self.started is None:
+            return None
+        return (self.ended if self.ended is not None else time.time()) - self.started
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = self.status.value
+        return data
+
+
+def default_root() -> Path:
+    """``$ACC_HOME`` if set, else ``./acc_runs``."""
+    env = os.environ.get("ACC_HOME")
+    return Path(env).expanduser() if env else Path.cwd() / "acc_runs"
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'train',
+    status TEXT NOT NULL,
+    created REAL NOT NULL,
+    started REAL,
+    ended REAL,
+    heartbeat REAL,
+    last_step INTEGER,
+    pid INTEGER,
+    host TEXT,
+    config TEXT,
+    error TEXT,
+    reason TEXT,
+    summary TEXT
+);
+CREATE TABLE IF NOT EXISTS series (
+    id INTEGER PRIMARY KEY,
+    job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    UNIQUE (job_id, name)
+);
+-- Clustered by (series, step): a step-range query is one B-tree range scan.
+CREATE TABLE IF NOT EXISTS points (
+    series_id INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    value REAL,
+    wall_time REAL,
+    PRIMARY KEY (series_id, step)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    step INTEGER,
+    kind TEXT NOT NULL,
+    payload TEXT,
+    wall_time REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_job ON events (job_id, kind, id);
+"""
+
+# Jobs running in this process, per database file: a "running" job that is not
+# here and whose process is gone was interrupted.
+_ACTIVE_JOBS: dict[str, set[int]] = {}
+_ACTIVE_LOCK = threading.Lock()
+_HOST = socket.gethostname()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _to_db(value: float) -> float | None:
+    return None if value != value else value  # NaN -> NULL
+
+
+def _from_db(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+class _Writer(threading.Thread):
+    """Commits queued points in batches on its own connection."""
+
+    def __init__(self, store: RunStore, flush_interval: float, batch_size: int) -> None:
+        super().__init__(name=f"acc-store-writer:{store.db_path.name}", daemon=True)
+        self._store_ref = weakref.ref(store)
+        self._db_path = store.db_path
+        self._queue: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._flush_interval = flush_interval
+        self._batch_size = batch_size
+        self._series_ids: dict[tuple[int, str], int] = {}
+        self.error: BaseException | None = None
+        self.points_written = 0
+
+    def put_points(self, job_id: int, points: Sequence[Point]) -> None:
+        self._queue.put(("points", (job_id, points)))
+
+    def put_event(self, job_id: int, step: int | None, kind: str, payload: str, wall_time: float) -> None:
+        self._queue.put(("event", (job_id, step, kind, payload, wall_time)))
+
+    def flush(self, timeout: float | None) -> bool:
+        done = threading.Event()
+        self._queue.put(("flush", done))
+        return done.wait(timeout)
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        done = threading.Event()
+        self._queue.put(("close", done))
+        done.wait(timeout)
+
+    def run(self) -> None:
+        conn = _connect(self._db_path)
+        pending_points: list[tuple[int, Sequence[Point]]] = []
+        pending_events: list[tuple[Any, ...]] = []
+        n_pending = 0
+        last_commit = time.monotonic()
+        last_checkpoint = last_commit
+        waiters: list[threading.Event] = []
+        closing = False
+        try:
+            while True:
+                timeout = max(0.0, self._flush_interval - (time.monotonic() - last_commit))
+                try:
+                    kind, payload = self._queue.get(timeout=timeout if n_pending or pending_events else None)
+                except queue.Empty:
+                    kind, payload = "tick", None
+                if kind == "points":
+                    pending_points.append(payload)
+                    n_pending += len(payload[1])
+                elif kind == "event":
+                    pending_events.append(payload)
+                elif kind in ("flush", "close"):
+                    waiters.append(payload)
+                    closing = kind == "close"
+                now = time.monotonic()
+                due = now - last_commit >= self._flush_interval or n_pending >= self._batch_size
+                if (n_pending or pending_events) and (due or waiters):
+                    self._commit(conn, pending_points, pending_events)
+                    self.points_written += n_pending
+                    pending_points, pending_events, n_pending = [], [], 0
+                    last_commit = time.monotonic()
+                    if last_commit - last_checkpoint > 10.0:
+                        # Readers can keep a WAL growing; fold it back now and then.
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                        last_checkpoint = last_commit
+                elif not (n_pending or pending_events):
+                    last_commit = now
+                for waiter in waiters:
+                    waiter.set()
+                waiters = []
+                if closing:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    return
+        except BaseException as exc:  # the error is kept and re-raised to callers of flush()
+            self.error = exc
+            log.exception("acc store writer for %s stopped", self._db_path)
+            for waiter in waiters:
+                waiter.set()
+        finally:
+            conn.close()
+
+    def _series_id(self, conn: sqlite3.Connection, job_id: int, name: str) -> int:
+        key = (job_id, name)
+        sid = self._series_ids.get(key)
+        if sid is None:
+            conn.execute("INSERT OR IGNORE INTO series (job_id, name) VALUES (?, ?)", key)
+            sid = int(conn.execute("SELECT id FROM series WHERE job_id = ? AND name = ?", key).fetchone()[0])
+            self._series_ids[key] = sid
+        return sid
+
+    def _commit(
+        self,
+        conn: sqlite3.Connection,
+        batches: list[tuple[int, Sequence[Point]]],
+        events: list[tuple[Any, ...]],
+    ) -> None:
+        with conn:
+            for job_id, points in batches:
+                ids = {name: self._series_id(conn, job_id, name) for name in {p[0] for p in points}}
+                conn.executemany(
+                    "INSERT OR REPLACE INTO points (series_id, step, value, wall_time) VALUES (?, ?, ?, ?)",
+                    [(ids[name], step, _to_db(value), wall) for name, step, value, wall in points],
+                )
+                last = max(p[1] for p in points) if points else None
+                conn.execute(
+                    "UPDATE jobs SET last_step = MAX(COALESCE(last_step, ?), ?), heartbeat = ? WHERE id = ?",
+                    (last, last, time.time(), job_id),
+                )
+            if events:
+                conn.executemany(
+                    "INSERT INTO events (job_id, step, kind, payload, wall_time) VALUES (?, ?, ?, ?, ?)", events
+                )
+
+
+def _connect(db_path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(db_path, timeout=30.0, isolation_level="DEFERRED", check_same_thread=True)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+class RunStore:
+    """Jobs and their metric series, on disk, surviving kernel restarts.
+
+    ``RunStore(path=None, *, flush_interval=0.25)``: ``path`` is a run
+    directory (the database is ``<path>/acc.sqlite``) or a ``.sqlite`` file.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        flush_interval: float = 0.25,
+        batch_size: int = 20_000,
+    ) -> None:
+        target = Path(path).expanduser() if path is not None else default_root()
+        if target.suffix in (".sqlite", ".db", ".sqlite3") or target.is_file():
+            self.root = target.parent
+            self.db_path = target
+        else:
+            self.root = target
+            self.db_path = target / DB_FILENAME
+        self._flush_interval = flush_interval
+        self._batch_size = batch_size
+        self._local = threading.local()
+        self._writer: _Writer | None = None
+        self._writer_lock = threading.Lock()
+        self._closed = False
+        self._open()
+        _STORES.add(self)
+
+    # -- opening -----------------------------------------------------------
+
+    def _open(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the run directory {self.root}: {exc.strerror or exc}") from exc
+        if not os.access(self.root, os.W_OK):
+            raise StoreError(f"the run directory {self.root} is not writable")
+        try:
+            conn = self._conn()
+            with conn:
+                conn.executescript(_SCHEMA)
+                conn.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
+            version = int(conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+        except sqlite3.DatabaseError as exc:
+            self._drop_conn()
+            raise StoreError(f"{self.db_path} is not a usable acc run store: {exc}") from exc
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.db_path} was written by a newer acc (schema {version}, this one reads {SCHEMA_VERSION})"
+            )
+        self._mark_interrupted()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise StoreError(f"the store at {self.db_path} is closed")
+            try:
+                conn = _connect(self.db_path)
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot open {self.db_path}: {exc}") from exc
+            self._local.conn = conn
+        return conn
+
+    def _drop_conn(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def _mark_interrupted(self) -> None:
+        """A job left "running" by a process that is gone was interrupted."""
+        key = str(self.db_path.resolve())
+        with _ACTIVE_LOCK:
+            mine = set(_ACTIVE_JOBS.get(key, ()))
+        rows = self._conn().execute("SELECT id, pid, host, heartbeat FROM jobs WHERE status = 'running'").fetchall()
+        dead = []
+        for job_id, pid, host, heartbeat in rows:
+            if job_id in mine:
+                continue
+            if host == _HOST:
+                gone = pid is None or pid == os.getpid() or not _pid_alive(pid)
+            else:  # another machine: trust the heartbeat the writer refreshes
+                gone = heartbeat is None or time.time() - heartbeat > 300
+            if gone:
+                dead.append(job_id)
+        if dead:
+            with self._conn() as conn:
+                conn.executemany(
+                    "UPDATE jobs SET status = 'interrupted', ended = COALESCE(heartbeat, started), "
+                    "reason = 'the process running it ended without finishing the job' WHERE id = ?",
+                    [(j,) for j in dead],
+                )
+
+    # -- jobs --------------------------------------------------------------
+
+    def create_job(self, name: str, *, config: Mapping[str, Any] | None = None, kind: str = "train") -> int:
+        """A new job in state "running"; returns its id."""
+        now = time.time()
+        with self._conn() as conn:
+            cur = conn.execute(
+                "INSERT INTO jobs (name, kind, status, created, started, heartbeat, pid, host, config) "
+                "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+                (name, kind, now, now, now, os.getpid(), _HOST, _dumps(config or {})),
+            )
+        job_id = int(cur.lastrowid or 0)
+        with _ACTIVE_LOCK:
+            _ACTIVE_JOBS.setdefault(str(self.db_path.resolve()), set()).add(job_id)
+        return job_id
+
+    def update_job_config(self, job_id: int, config: Mapping[str, Any]) -> None:
+        with self._conn() as conn:
+            conn.execute("UPDATE jobs SET config = ? WHERE id = ?", (_dumps(config), job_id))
+
+    def finish_job(
+        self,
+        job_id: int,
+        status: JobStatus | str,
+        *,
+        error: str | None = None,
+        reason: str | None = None,
+        summary: Mapping[str, LossSummary] | None = None,
+        last_step: int | None = None,
+    ) -> None:
+        """Record how a job ended. Queued points are committed first."""
+        status = JobStatus(status)
+        if status is JobStatus.RUNNING:
+            raise ValueError("finish_job needs a final status, not 'running'")
+        self.flush()
+        summary_json = None if summary is None else _dumps({k: v.to_dict() for k, v in summary.items()})
+        with self._conn() as conn:
+            conn.execute(
+                "UPDATE jobs SET status = ?, ended = ?, error = ?, reason = ?, summary = COALESCE(?, summary), "
+                "last_step = COALESCE(?, last_step) WHERE id = ?",
+                (status.value, time.time(), error, reason, summary_json, last_step, job_id),
+            )
+        with _ACTIVE_LOCK:
+            _ACTIVE_JOBS.get(str(self.db_path.resolve()), set()).discard(job_id)
+
+    def job(self, job_id: int) -> JobRecord:
+        row = self._conn().execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no job {job_id} in {self.db_path}")
+        return _job_from_row(row)
+
+    def jobs(self, *, status: JobStatus | str | None = None, limit: int | None = None) -> list[JobRecord]:
+        """Job history, newest first."""
+        sql = f"SELECT {_JOB_COLUMNS} FROM jobs"
+        params: list[Any] = []
+        if status is not None:
+            sql += " WHERE status = ?"
+            params.append(JobStatus(status).value)
+        sql += " ORDER BY id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        return [_job_from_row(r) for r in self._conn().execute(sql, params)]
+
+    def delete_job(self, job_id: int) -> None:
+        with self._conn() as conn:
+            conn.execute("DELETE FROM points WHERE series_id IN (SELECT id FROM series WHERE job_id = ?)", (job_id,))
+            conn.execute("DELETE FROM series WHERE job_id = ?", (job_id,))
+            conn.execute("DELETE FROM events WHERE job_id = ?", (job_id,))
+            conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+
+    # -- writing points ----------------------------------------------------
+
+    def _get_writer(self) -> _Writer:
+        writer = self._writer
+        if writer is None or not writer.is_alive():
+            with self._writer_lock:
+                writer = self._writer
+                if writer is not None and writer.error is not None:
+                    raise StoreError(f"writing to {self.db_path} failed: {writer.error}") from writer.error
+                if writer is None or not writer.is_alive():
+                    if self._closed:
+                        raise StoreError(f"the store at {self.db_path} is closed")
+                    writer = _Writer(self, self._flush_interval, self._batch_size)
+                    writer.start()
+                    self._writer = writer
+        return writer
+
+    def log_points(self, job_id: int, points: Sequence[Point]) -> None:
+        """Queue ``(name, step, value, wall_time)`` points; they are committed within ``flush_interval``."""
+        if points:
+            self._get_writer().put_points(job_id, points)
+
+    def log_metrics(self, job_id: int, step: int, values: Mapping[str, float], wall_time: float | None = None) -> None:
+        """Queue one step's values by name."""
+        wall = time.time() if wall_time is None else wall_time
+        self.log_points(job_id, [(name, int(step), float(v), wall) for name, v in values.items()])
+
+    def log_event(self, job_id: int, kind: str, payload: Mapping[str, Any], *, step: int | None = None) -> None:
+        """Queue an event (an alert, a checkpoint, a note) for the job."""
+        self._get_writer().put_event(job_id, step, kind, _dumps(payload), time.time())
+
+    def flush(self, timeout: float | None = 30.0) -> None:
+        """Block until everything queued so far is committed."""
+        writer = self._writer
+        if writer is None:
+            return
+        if writer.is_alive() and not writer.flush(timeout):
+            raise StoreError(f"writing to {self.db_path} did not finish within {timeout} s")
+        if writer.error is not None:
+            raise StoreError(f"writing to {self.db_path} failed: {writer.error}") from writer.error
+
+    # -- reading -----------------------------------------------------------
+
+    def metric_names(self, job_id: int) -> list[str]:
+        rows = self._conn().execute("SELECT name FROM series WHERE job_id = ? ORDER BY name", (job_id,))
+        return [r[0] for r in rows]
+
+    def _series_ids(self, job_id: int, names: Iterable[str] | None) -> dict[str, int]:
+        rows = self._conn().execute("SELECT name, id FROM series WHERE job_id = ?", (job_id,)).fetchall()
+        ids = dict(rows)
+        if names is None:
+            return ids
+        return {n: ids[n] for n in names if n in ids}
+
+    @staticmethod
+    def _range(start: int | None, end: int | None) -> tuple[str, list[int]]:
+        sql, params = "", []
+        if start is not None:
+            sql += " AND step >= ?"
+            params.append(int(start))
+        if end is not None:
+            sql += " AND step <= ?"
+            params.append(int(end))
+        return sql, params
+
+    def series(
+        self, job_id: int, name: str, *, start: int | None = None, end: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One series as arrays ``(steps int64, values float64, wall_times float64)``, steps ascending."""
+        sid = self._series_ids(job_id, [name]).get(name)
+        if sid is None:
+            empty = np.empty(0)
+            return empty.astype(np.int64), empty, empty
+        where, params = self._range(start, end)
+        rows = (
+            self._conn()
+            .execute(
+                f"SELECT step, value, wall_time FROM points WHERE series_id = ?{where} ORDER BY step", [sid, *params]
+            )
+            .fetchall()
+        )
+        if not rows:
+            empty = np.empty(0)
+            return empty.astype(np.int64), empty, empty
+        steps = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        values = np.fromiter((_from_db(r[1]) for r in rows), dtype=np.float64, count=len(rows))
+        walls = np.fromiter((r[2] if r[2] is not None else math.nan for r in rows), dtype=np.float64, count=len(rows))
+        return steps, values, walls
+
+    def metrics(
+        self,
+        job_id: int,
+        names: Iterable[str] | None = None,
+        *,
+        start: int | None = None,
+        end: int | None = None,
+    ) -> dict[str, list[dict[str, float]]]:
+        """The seed's shape: ``{"loss": [{"step", "value", "timestamp"}, ...], "learning_rate": [...], ...}``.
+
+        ``names`` limits the series (all by default); ``start``/``end`` is an
+        inclusive step range.
+        """
+        out: dict[str, list[dict[str, float]]] = {}
+        where, params = self._range(start, end)
+        conn = self._conn()
+        for name, sid in sorted(self._series_ids(job_id, names).items()):
+            rows = conn.execute(
+                f"SELECT step, value, wall_time FROM points WHERE series_id = ?{where} ORDER BY step",
+                [sid, *params],
+            )
+            out[name] = [{"step": s, "value": _from_db(v), "timestamp": w} for s, v, w in rows]
+        return out
+
+    def metrics_frame(
+        self,
+        job_id: int,
+        names: Iterable[str] | None = None,
+        *,
+        start: int | None = None,
+        end: int | None = None,
+    ) -> pd.DataFrame:
+        """The same points as a long pandas DataFrame: columns step, name, value, timestamp."""
+        import pandas as pd  # optional dependency, only for export
+
+        frames = []
+        for name, points in self.metrics(job_id, names, start=start, end=end).items():
+            frame = pd.DataFrame(points, columns=["step", "value", "timestamp"])
+            frame.insert(1, "name", name)
+            frames.append(frame)
+        if not frames:
+            return pd.DataFrame(columns=["step", "name", "value", "timestamp"])
+        return pd.concat(frames, ignore_index=True)
+
+    def events(self, job_id: int, kind: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT step, kind, payload, wall_time FROM events WHERE job_id = ?"
+        params: list[Any] = [job_id]
+        if kind is not None:
+            sql += " AND kind = ?"
+            params.append(kind)
+        rows = self._conn().execute(sql + " ORDER BY id", params)
+        return [{"step": s, "kind": k, "payload": json.loads(p) if p else None, "time": w} for s, k, p, w in rows]
+
+    def loss_summary(self, job_id: int) -> dict[str, LossSummary]:
+        """Per-task loss summaries of any job (the seed's ``GET /jobs/{job_id}/loss_summary``).
+
+        A finished job's summary was saved when it ended; a running or
+        interrupted job's is computed from its stored points.
+        """
+        record = self.job(job_id)
+        if record.summary and record.status is not JobStatus.RUNNING:
+            return {k: LossSummary.from_dict(v) for k, v in record.summary.items()}
+        tasks: Mapping[str, Mapping[str, Any]] = record.config.get("tasks", {})
+        names = [n for n in self.metric_names(job_id) if n.startswith(LOSS_PREFIX)]
+        summaries: dict[str, LossSummary] = {}
+        for series_name in names:
+            task = series_name[len(LOSS_PREFIX) :]
+            spec = tasks.get(task, {})
+            bounds = spec.get("thresholds")
+            acc = LossSummaryAccumulator(task, spec.get("task_type"), Thresholds.coerce(bounds) if bounds else None)
+            steps, values, _ = self.series(job_id, series_name)
+            for step, value in zip(steps.tolist(), values.tolist(), strict=True):
+                acc.add(value, step)
+            summaries[task] = acc.summary()
+        return summaries
+
+    def integrity_check(self) -> str:
+        """SQLite's ``PRAGMA integrity_check`` ("ok" when the file is whole)."""
+        return str(self._conn().execute("PRAGMA integrity_check").fetchone()[0])
+
+    # -- lifetime ----------------------------------------------------------
+
+    def close(self) -> None:
+        """Commit what is queued and stop the writer. Reading afterwards raises StoreError."""
+        if self._closed:
+            return
+        writer = self._writer
+        if writer is not None and writer.is_alive():
+            writer.close()
+        self._closed = True
+        self._drop_conn()
+        _STORES.discard(self)
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RunStore({str(self.root)!r})"
+
+
+_JOB_COLUMNS = "id, name, status, kind, created, started, ended, last_step, config, error, reason, summary, pid, host"
+
+
+def _job_from_row(row: tuple[Any, ...]) -> JobRecord:
+    (job_id, name, status, kind, created, started, ended, last_step, config, error, reason, summary, pid, host) = row
+    return JobRecord(
+        id=job_id,
+        name=name,
+        status=JobStatus(status),
+        kind=kind,
+        created=created,
+        started=started,
+        ended=ended,
+        last_step=last_step,
+        config=json.loads(config) if config else {},
+        error=error,
+        reason=reason,
+        summary=json.loads(summary) if summary else None,
+        pid=pid,
+        host=host,
+    )
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Enum):
+        return obj.value
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    return repr(obj)
+
+
+def _dumps(obj: Any) -> str:
+    # allow_nan: NaN/Inf in summaries are written as JSON's NaN/Infinity, which json.loads reads back.
+    return json.dumps(obj, default=_json_default, allow_nan=True)
+
+
+_STORES: weakref.WeakSet[RunStore] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    # Commit queued points of every open store when the interpreter exits.
+    for store in list(_STORES):
+        with contextlib.suppress(Exception):
+            store.close()
+
+
+def iter_points(store: RunStore, job_id: int) -> Iterator[tuple[str, int, float]]:
+    """Every point of a job as ``(name, step, value)``; for export."""
+    for name in store.metric_names(job_id):
+        steps, values, _ = store.series(job_id, name)
+        yield from ((name, int(s), float(v)) for s, v in zip(steps, values, strict=True))
