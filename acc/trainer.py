@@ -28,7 +28,7 @@ import traceback
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import torch
 
@@ -40,6 +40,9 @@ from acc.recorder import Recorder, _default_store
 from acc.state import StepInfo, TrainerState
 from acc.store import JobStatus, RunStore
 from acc.tasks import Task, as_task
+
+if TYPE_CHECKING:
+    from acc.monitors import Monitor
 
 __all__ = ["DebugHook", "Job", "Trainer", "default_forward"]
 
@@ -143,7 +146,9 @@ class Trainer:
     CheckpointStore or folder; default ``<store root>/checkpoints``),
     ``stop_on_nan`` (stop the job at the first fetch that sees a non-finite
     loss), ``config`` (anything JSON-able to keep with each job),
-    ``track_grad_norm`` (compute the global gradient norm each step).
+    ``track_grad_norm`` (compute the global gradient norm each step),
+    ``monitors`` (objects with ``attach(trainer)``; default
+    ``acc.monitors.default_monitors()``, ``None`` or ``[]`` for none).
     """
 
     def __init__(
@@ -165,6 +170,7 @@ class Trainer:
         stop_on_nan: bool = False,
         config: Mapping[str, Any] | None = None,
         track_grad_norm: bool = True,
+        monitors: Iterable[Monitor] | Literal["default"] | None = "default",
     ) -> None:
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -216,6 +222,12 @@ class Trainer:
         self._parent_checkpoint: str | None = None
         self._resumed_from: str | None = None
         self._params: list[torch.nn.Parameter] = []
+        if monitors == "default":
+            from acc.monitors import default_monitors
+
+            monitors = default_monitors()
+        self.monitors: list[Monitor] = list(monitors or [])
+        self._monitor_handles = [m.attach(self) for m in self.monitors]
 
     # -- public API --------------------------------------------------------
 
