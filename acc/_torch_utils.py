@@ -41,9 +41,10 @@ def global_norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor | None:
     if not tensors:
         return None
     norms = foreach_norms(tensors)
-    device = tensors[0].device
-    stacked = torch.stack([n.to(device=device, dtype=torch.float32) for n in norms])
-    norm: torch.Tensor = torch.linalg.vector_norm(stacked)
+    first = norms[0]
+    if any(n.device != first.device or n.dtype != first.dtype for n in norms):
+        norms = [n.to(device=first.device, dtype=torch.float32) for n in norms]
+    norm: torch.Tensor = torch.linalg.vector_norm(torch.stack(norms))
     return norm
 
 

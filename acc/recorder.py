@@ -98,7 +98,7 @@ def _fetch(values: list[Number]) -> list[float]:
         else:
             out[i] = float(v)
     for idx, tensors in by_device.values():
-        host = torch.stack(tensors).cpu().tolist()  # the one sync per device per fetch
+        host = torch.stack(tensors).tolist()  # the one device->host copy per device per fetch
         for i, x in zip(idx, host, strict=True):
             out[i] = x
     return out

@@ -21,6 +21,7 @@ import contextlib
 import json
 import logging
 import math
+import operator
 import os
 import queue
 import socket
@@ -179,8 +180,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _to_db(value: float) -> float | None:
-    return None if value != value else value  # NaN -> NULL
+_STEP_OF = operator.itemgetter(1)
 
 
 def _from_db(value: float | None) -> float:
@@ -278,20 +278,37 @@ class _Writer(threading.Thread):
             self._series_ids[key] = sid
         return sid
 
+    def _ids_for(self, conn: sqlite3.Connection, job_id: int, points: Sequence[Point]) -> dict[str, int]:
+        cache = self._series_ids
+        ids: dict[str, int] = {}
+        for name in {p[0] for p in points}:
+            sid = cache.get((job_id, name))
+            ids[name] = sid if sid is not None else self._series_id(conn, job_id, name)
+        return ids
+
     def _commit(
         self,
         conn: sqlite3.Connection,
         batches: list[tuple[int, Sequence[Point]]],
         events: list[tuple[Any, ...]],
     ) -> None:
+        # Group the queued blocks per job, then one executemany per job. NaN -> NULL
+        # is inlined (``v != v`` is the NaN test): this loop is the ingest hot path.
+        rows_by_job: dict[int, list[tuple[int, int, float | None, float]]] = {}
+        last_by_job: dict[int, int] = {}
+        for job_id, points in batches:
+            rows = rows_by_job.setdefault(job_id, [])
+            ids = self._ids_for(conn, job_id, points)
+            rows.extend([(ids[n], st, None if v != v else v, w) for n, st, v, w in points])
+            if points:
+                last = max(map(_STEP_OF, points))  # C-level pass; blocks may be out of order
+                last_by_job[job_id] = max(last, last_by_job.get(job_id, last))
         with conn:
-            for job_id, points in batches:
-                ids = {name: self._series_id(conn, job_id, name) for name in {p[0] for p in points}}
+            for job_id, rows in rows_by_job.items():
                 conn.executemany(
-                    "INSERT OR REPLACE INTO points (series_id, step, value, wall_time) VALUES (?, ?, ?, ?)",
-                    [(ids[name], step, _to_db(value), wall) for name, step, value, wall in points],
+                    "INSERT OR REPLACE INTO points (series_id, step, value, wall_time) VALUES (?, ?, ?, ?)", rows
                 )
-                last = max(p[1] for p in points) if points else None
+                last = last_by_job.get(job_id)
                 conn.execute(
                     "UPDATE jobs SET last_step = MAX(COALESCE(last_step, ?), ?), heartbeat = ? WHERE id = ?",
                     (last, last, time.time(), job_id),
@@ -373,8 +390,10 @@ class RunStore:
                 raise StoreError(f"the store at {self.db_path} is closed")
             try:
                 conn = _connect(self.db_path)
-            except sqlite3.Error as exc:
+            except sqlite3.OperationalError as exc:  # missing directory, permissions, locks
                 raise StoreError(f"cannot open {self.db_path}: {exc}") from exc
+            except sqlite3.DatabaseError as exc:  # the file exists but is not an SQLite database
+                raise StoreError(f"{self.db_path} is not a usable acc run store: {exc}") from exc
             self._local.conn = conn
         return conn
 
@@ -482,6 +501,8 @@ class RunStore:
     # -- writing points ----------------------------------------------------
 
     def _get_writer(self) -> _Writer:
+        if self._closed:
+            raise StoreError(f"the store at {self.db_path} is closed")
         writer = self._writer
         if writer is None or not writer.is_alive():
             with self._writer_lock:

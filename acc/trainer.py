@@ -142,7 +142,8 @@ class Trainer:
     shared default store), ``scheduler`` (stepped after each optimizer step),
     ``grad_clip`` (max global gradient norm), ``forward(model, batch)``
     (default ``default_forward``), ``fetch_every`` (steps between device->host
-    fetches), ``name``, ``debug_controller``, ``checkpoints`` (a
+    fetches), ``max_fetch_interval`` (seconds after which pending steps are
+    fetched anyway, so a slow loop still reaches the store promptly), ``name``, ``debug_controller``, ``checkpoints`` (a
     CheckpointStore or folder; default ``<store root>/checkpoints``),
     ``stop_on_nan`` (stop the job at the first fetch that sees a non-finite
     loss), ``config`` (anything JSON-able to keep with each job),
@@ -164,6 +165,7 @@ class Trainer:
         grad_clip: float | None = None,
         forward: Forward | None = None,
         fetch_every: int = 50,
+        max_fetch_interval: float = 0.5,
         name: str | None = None,
         debug_controller: DebugHook | None = None,
         checkpoints: CheckpointStore | str | Path | None = None,
@@ -196,6 +198,7 @@ class Trainer:
         self.grad_clip = grad_clip
         self.forward: Forward = forward or default_forward
         self.fetch_every = int(fetch_every)
+        self.max_fetch_interval = float(max_fetch_interval)
         self.name = name or type(model).__name__
         self.debug_controller = debug_controller
         if isinstance(checkpoints, CheckpointStore):
@@ -358,6 +361,7 @@ class Trainer:
             store=self.store,
             name=name or self.name,
             fetch_every=self.fetch_every,
+            max_fetch_interval=self.max_fetch_interval,
             config=self._job_config(steps, epochs),
             hooks=self.hooks,
             state=self.state,
@@ -518,6 +522,7 @@ class Trainer:
             self.scheduler.step()
         step = state.step + 1
         state.step = step
+        hooks.fire(Event.STEP_COMPLETED, state)
         assert self.recorder is not None
         fetched = self.recorder.record(
             step,
@@ -527,7 +532,6 @@ class Trainer:
             grad_norm=state.grad_norm,
             epoch=state.epoch,
         )
-        hooks.fire(Event.STEP_COMPLETED, state)
         if fetched and self.stop_on_nan:
             self._check_finite(fetched)
 

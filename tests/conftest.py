@@ -14,7 +14,7 @@ import acc
 
 
 @pytest.fixture(autouse=True)
-def _isolated_acc_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+def acc_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own $ACC_HOME, so the default store never touches ./acc_runs."""
     home = tmp_path_factory.mktemp("acc_home")
     monkeypatch.setenv("ACC_HOME", str(home))
