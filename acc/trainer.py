@@ -43,6 +43,7 @@ from acc.tasks import Task, as_task
 
 if TYPE_CHECKING:
     from acc.monitors import Monitor
+    from acc.monitors.status import TrainingStatus
 
 __all__ = ["DebugHook", "Job", "Trainer", "default_forward"]
 
@@ -308,6 +309,12 @@ class Trainer:
     def loss_summary(self) -> dict[str, LossSummary]:
         """Per-task summaries of the live (or last) job: the seed's ``/jobs/current/loss_summary``."""
         return self.recorder.loss_summary() if self.recorder is not None else {}
+
+    def status(self) -> TrainingStatus:
+        """One snapshot of the run and of every monitor (alerts, gradients, throughput, ...); host values only."""
+        from acc.monitors.status import training_status
+
+        return training_status(self)
 
     def history(self, limit: int | None = None) -> list[Any]:
         """Jobs in the store, newest first."""
