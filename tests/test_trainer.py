@@ -86,31 +86,46 @@ def test_step_infos_carry_losses_health_types_lr_grad_norm_and_time(
     assert abs(info["wall_time"] - time.time()) < 60
 
 
-def test_losses_reach_the_host_in_one_batched_fetch_every_n_steps(
-    two_task_loader: DataLoader, store: acc.RunStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """No per-step GPU->host sync: count every way a tensor value can reach Python."""
-    torch.manual_seed(0)
-    model = TwoHeadNet()
-    opt = torch.optim.SGD(model.parameters(), lr=1e-2)  # SGD: no .item() inside the optimizer
-    tasks = {"reg": acc.tasks.Regression(output="pred", target=1)}
-    trainer = acc.Trainer(model, opt, two_task_loader, tasks=tasks, store=store, fetch_every=10, max_fetch_interval=60)
-    syncs = {"n": 0}
-    for method in ("item", "cpu", "tolist", "__float__", "numpy"):
+def _count_host_reads(trainer: acc.Trainer, steps: int, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Train and count every device->host read made from acc's own code."""
+    reads = {"n": 0}
+    # .numpy() is left out: it is free on a tensor that .cpu() already brought over
+    for method in ("item", "cpu", "tolist", "__float__"):
         original = getattr(torch.Tensor, method)
 
         def counting(self: torch.Tensor, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
             # only acc's own calls count (the DataLoader's sampler reads CPU tensors each epoch)
             if f"{os.sep}acc{os.sep}" in sys._getframe(1).f_code.co_filename:
-                syncs["n"] += 1
+                reads["n"] += 1
             return _original(self, *args, **kwargs)
 
         monkeypatch.setattr(torch.Tensor, method, counting)
-    trainer.fit(steps=50)
+    trainer.fit(steps=steps)
     monkeypatch.undo()
+    return reads["n"]
+
+
+@pytest.mark.parametrize(("monitors", "reads_per_fetch"), [(None, 1), ("default", 2)])
+def test_losses_reach_the_host_in_one_batched_fetch_every_n_steps(
+    two_task_loader: DataLoader,
+    store: acc.RunStore,
+    monkeypatch: pytest.MonkeyPatch,
+    monitors: str | None,
+    reads_per_fetch: int,
+) -> None:
+    """No per-step GPU->host sync: the recorder reads once per fetch, the monitors once more."""
+    torch.manual_seed(0)
+    model = TwoHeadNet()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-2)  # SGD: no .item() inside the optimizer
+    tasks = {"reg": acc.tasks.Regression(output="pred", target=1)}
+    trainer = acc.Trainer(
+        model, opt, two_task_loader, tasks=tasks, store=store, fetch_every=10, max_fetch_interval=60,
+        monitors=monitors,  # type: ignore[arg-type]
+    )  # fmt: skip
+    reads = _count_host_reads(trainer, 50, monkeypatch)
     assert trainer.recorder is not None
     assert trainer.recorder.n_fetches == 5
-    assert syncs["n"] == 5  # one device->host copy per fetch, none per step
+    assert reads == reads_per_fetch * 5  # per fetch, never per step
 
 
 def test_events_fire_in_order_and_handles_remove_them(two_task_loader: DataLoader, store: acc.RunStore) -> None:
