@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import math
 import os
+import signal
+import subprocess
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -429,3 +433,38 @@ def test_cuda_free_device_argument_moves_batches(store: acc.RunStore) -> None:
     trainer.on(Event.STEP_STARTED, lambda state: seen.append(state.batch[0].device))
     trainer.fit(steps=2)
     assert seen == [torch.device("cpu")] * 2
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_training_process_loses_at_most_a_second(tmp_path: Path) -> None:
+    code = textwrap.dedent(
+        """
+        import sys, torch, acc
+        sys.path.insert(0, "tests")
+        from conftest import TwoHeadNet, make_regression_data
+        x, y = make_regression_data().tensors
+        batches = [(x[i:i + 32], y[i:i + 32]) for i in range(0, 256, 32)] * 100000
+        model = TwoHeadNet()
+        trainer = acc.Trainer(model, torch.optim.SGD(model.parameters(), lr=1e-3), batches,
+                              tasks={"mse": acc.tasks.Regression(output="pred")}, fetch_every=50)
+        job = trainer.start(steps=10**9)
+        print(job.id, flush=True)
+        job.wait()
+        """
+    )
+    env = {**os.environ, "ACC_HOME": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).parents[1])  # fmt: skip
+    assert proc.stdout is not None
+    job_id = int(proc.stdout.readline())
+    time.sleep(3.0)
+    proc.send_signal(signal.SIGKILL)
+    killed_at = time.time()
+    proc.wait(30)
+    store = acc.RunStore(tmp_path)
+    assert store.integrity_check() == "ok"
+    assert store.job(job_id).status is JobStatus.INTERRUPTED
+    steps, _, walls = store.series(job_id, "loss/mse")
+    assert len(steps) > 50
+    assert list(steps) == list(range(1, len(steps) + 1))
+    assert killed_at - walls[-1] <= 1.0
