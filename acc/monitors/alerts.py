@@ -509,7 +509,7 @@ class AlertsMonitor(MonitorBase):
         name: str | None = None,
     ) -> None:
         super().__init__(name=name)
-        self.thresholds = thresholds or AlertThresholds()
+        self.thresholds = thresholds if thresholds is not None else AlertThresholds()
         if not isinstance(self.thresholds, AlertThresholds):
             raise TypeError(f"thresholds must be an AlertThresholds, got {type(thresholds).__name__}")
         if isinstance(resolve_after, bool) or not isinstance(resolve_after, int) or resolve_after < 1:

@@ -117,8 +117,10 @@ def sliced_accuracy(
     c_idx = np.fromiter((ci[c] for c in cols), dtype=np.int64, count=len(h))
     np.add.at(count, (r_idx, c_idx), 1)
     np.add.at(right, (r_idx, c_idx), h.astype(np.int64))
-    accuracy = [[(int(right[i, j]) / int(count[i, j]) if count[i, j] else None) for j in range(len(col_keys))]
-                for i in range(len(row_keys))]  # fmt: skip
+    accuracy = [
+        [int(right[i, j]) / int(count[i, j]) if count[i, j] else None for j in range(len(col_keys))]
+        for i in range(len(row_keys))
+    ]
     return {
         "row_name": names[0],
         "col_name": names[1],

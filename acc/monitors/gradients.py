@@ -292,7 +292,7 @@ class GradientMonitor(MonitorBase):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model
         self.every = check_every(every)
-        self.thresholds = thresholds or GradientThresholds()
+        self.thresholds = thresholds if thresholds is not None else GradientThresholds()
         if not isinstance(self.thresholds, GradientThresholds):
             raise TypeError(f"thresholds must be a GradientThresholds, got {type(thresholds).__name__}")
         self._adapter_of_name = _adapter_resolver(adapter_key)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
@@ -202,9 +203,12 @@ class StatusMonitor(MonitorBase):
 
     ``StatusMonitor(interval=2.0, *, path=None, clock=time.monotonic)``:
     written at the job's start, at fetches ``interval`` apart, and always at
-    its end. ``path`` overrides ``<store root>/jobs/<job_id>/status.json``
-    (a function ``job_id -> path``, or a fixed path). ``snapshot()`` returns
-    the object without writing.
+    its end. The writes happen in a writer thread (an fsync takes milliseconds;
+    the loop only signals it), except the last one, which the job's end waits
+    for: when a job is done its file is final. ``path`` overrides
+    ``<store root>/jobs/<job_id>/status.json`` (a function ``job_id -> path``,
+    or a fixed path). ``snapshot()`` returns the object without writing;
+    ``write()`` writes it now, in the calling thread.
     """
 
     name = "status"
@@ -220,25 +224,79 @@ class StatusMonitor(MonitorBase):
         super().__init__(name=name)
         if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval >= 0:
             raise ValueError(f"interval must be a number of seconds >= 0, got {interval!r}")
+        if not callable(clock):
+            raise TypeError(f"clock must be a function returning seconds, got {type(clock).__name__}")
         self.interval = float(interval)
         self.path = path
         self.clock = clock
         self.writes = 0
+        """Files written (requests that came while a write was running are merged into the next one)."""
+        self.requests = 0
+        """Writes asked for by the loop (start, throttled fetches, end)."""
         self.last_path: Path | None = None
-        self._last_write: float | None = None
+        self._last_request: float | None = None
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
 
     def _register(self, target: Any) -> None:
-        self._on(target, Event.JOB_STARTED, lambda state: self.write())
+        self._on(target, Event.JOB_STARTED, self._on_start)
         self._on(target, Event.METRICS_FETCHED, self._on_fetched)
-        self._on(target, Event.JOB_ENDED, lambda state: self.write())
+        self._on(target, Event.JOB_ENDED, self._on_end)
 
     def _reset(self) -> None:
-        self._last_write = None
+        self._last_request = None
+
+    # -- the loop's side: signal only ----------------------------------------
+
+    def _on_start(self, state: TrainerState) -> None:
+        self._stop_writer()  # a previous job's writer, if its end was never seen
+        self._stopping = False
+        self._wake.clear()
+        self._thread = threading.Thread(target=self._run, args=(state,), name="acc-status-writer", daemon=True)
+        self._thread.start()
+        self._request()
 
     def _on_fetched(self, state: TrainerState) -> None:
         now = self.clock()
-        if self._last_write is None or now - self._last_write >= self.interval:
-            self.write()
+        if self._last_request is None or now - self._last_request >= self.interval:
+            self._request()
+
+    def _on_end(self, state: TrainerState) -> None:
+        self.requests += 1
+        self._stop_writer()
+        if self.fault is None:
+            self.write()  # the final state, on disk before the job is reported done
+
+    def _request(self) -> None:
+        self._last_request = self.clock()
+        self.requests += 1
+        self._wake.set()
+
+    # -- the writer thread -------------------------------------------------
+
+    def _run(self, state: TrainerState) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._stopping:
+                return
+            try:
+                self.write()
+            except Exception as exc:  # the same fate as a failing handler: recorded once, disabled
+                self._fail(exc, state)
+                return
+
+    def _stop_writer(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        if thread is not threading.current_thread():  # the writer itself stops by returning
+            thread.join(timeout=30.0)
+
+    # -- by hand -------------------------------------------------------------
 
     def snapshot(self) -> TrainingStatus:
         """The status now (not written)."""
@@ -262,8 +320,12 @@ class StatusMonitor(MonitorBase):
         if status.job_id is None:
             return None
         path = self.file_for(status.job_id)
-        atomic_write_bytes(path, status.to_json().encode("utf-8"))
-        self._last_write = self.clock()
-        self.writes += 1
-        self.last_path = path
+        with self._lock:  # the writer thread and a final write never interleave
+            atomic_write_bytes(path, status.to_json().encode("utf-8"))
+            self.writes += 1
+            self.last_path = path
         return path
+
+    def detach(self) -> None:
+        super().detach()
+        self._stop_writer()

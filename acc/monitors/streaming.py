@@ -331,7 +331,12 @@ def default_extractor(tasks: Mapping[str, Any] | None = None, *, labels_from_bat
             logits = getattr(outputs, "logits", None)
         if not (isinstance(logits, torch.Tensor) and logits.is_floating_point() and logits.dim() >= 2):
             return None
-        return logits, (_labels_of(batch) if labels_from_batch else None)
+        if not labels_from_batch:
+            return logits, None
+        try:
+            return logits, _labels_of(batch)
+        except (KeyError, TypeError):  # no labels in this batch: the caller says what it expected
+            return logits, None
 
     return extract
 
