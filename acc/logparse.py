@@ -1,0 +1,852 @@
+"""Parse training log lines into metric records ``(step, name, value, raw_name)``.
+
+Training scripts that acc did not run still print their metrics. This module
+reads them back out of the text, one line at a time:
+
+* Hugging Face Trainer / TRL dict lines, as Python literals
+  (``{'loss': 0.53, 'grad_norm': nan, 'learning_rate': 4.5e-05, 'epoch': 0.12}``,
+  DPO keys such as ``rewards/chosen`` or ``logps/rejected``). They are never
+  ``eval``-ed: flat dicts are scanned by a regular expression, nested ones go
+  through ``json`` or ``ast.literal_eval`` with bare ``nan``/``inf`` replaced
+  first.
+* JSON lines (nested objects are flattened with ``/``).
+* ``key=value``, ``key: value`` and ``key value`` fields separated by ``|``,
+  ``,``, `` - `` or spaces (nanoGPT, fairseq, Keras, plain ``print``), and the
+  postfix of tqdm / Lightning / Keras progress bars (``loss=0.532``).
+* Step markers: ``step 100``, ``iter 100:``, ``step 12/500``, ``Step [3/600]``,
+  ``Epoch 3`` and a progress bar's ``45/100``.
+
+What a line's step is: an explicit step on the line; else a progress counter on
+the line (counted on across epochs when it starts again at a new epoch); else a
+step named on an earlier line without metrics (``step 100`` alone); else the
+previous step of this parser plus one. One parser is one source: feed the lines
+of one run to one parser.
+
+Names are normalised (``train_loss`` -> ``loss``, ``lr`` -> ``learning_rate``,
+``gnorm`` -> ``grad_norm``, ``val_loss`` -> ``eval_loss``, ``train/`` dropped);
+the name as printed stays in ``MetricRecord.raw_name``. A unit printed after a
+value is stripped from the value and kept in the name (``time 45.2ms`` ->
+``time_ms = 45.2``, ``mfu 12%`` -> ``mfu_pct = 12``); ``k``/``M``/``G``
+multiply.
+
+A ``key value`` or ``key: value`` field counts only on a line that also has a
+step or epoch marker, an ``=`` field or a key that names a metric (loss, lr,
+acc, reward, ...): "Saving model to checkpoint 5" is not a metric.
+
+Garbage never stops the parser: binary lines, lines longer than
+``max_line_length`` and structured lines that do not parse are skipped and
+counted in ``LogParser.stats``.
+
+User patterns run before the built-in formats::
+
+    parser = LogParser(patterns=[r"it (?P<step>\\d+) -- loss (?P<loss>\\S+)"])
+    parser.add_pattern(lambda line: {"reward": 1.0} if "ok" in line else None)
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import logging
+import math
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, NamedTuple
+
+__all__ = [
+    "DEFAULT_MAX_LINE_LENGTH",
+    "LineSplitter",
+    "LogParser",
+    "MetricRecord",
+    "ParseStats",
+    "PatternLike",
+    "is_loss_name",
+    "normalize_name",
+    "parse_file",
+    "parse_lines",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_LINE_LENGTH = 65_536
+"""Longer lines are skipped (and counted): no real metric line is this long."""
+
+
+class MetricRecord(NamedTuple):
+    """One metric value at one step, as parsed from a log line."""
+
+    step: int
+    name: str
+    """The normalised name (``loss``, ``learning_rate``, ``eval_loss``, ``rewards/chosen``, ``time_ms``)."""
+    value: float
+    raw_name: str
+    """The name as the log printed it (``train_loss``, ``lr``, ``time``)."""
+
+
+@dataclass
+class ParseStats:
+    """What a parser did with the lines it saw."""
+
+    lines: int = 0
+    metric_lines: int = 0
+    """Lines that gave at least one record."""
+    records: int = 0
+    other: int = 0
+    """Lines with no metrics (prose, warnings, progress bars without values)."""
+    malformed: int = 0
+    """Lines that looked structured (a dict, JSON) but did not parse."""
+    binary: int = 0
+    """Lines with NUL bytes or mostly undecodable bytes."""
+    too_long: int = 0
+    """Lines longer than the parser's ``max_line_length``."""
+
+    @property
+    def skipped(self) -> int:
+        """Garbage: malformed, binary and too-long lines."""
+        return self.malformed + self.binary + self.too_long
+
+    def to_dict(self) -> dict[str, int]:
+        data = asdict(self)
+        data["skipped"] = self.skipped
+        return data
+
+
+# -- names -------------------------------------------------------------------
+
+_ALIASES: dict[str, str] = {
+    "loss": "loss",
+    "train_loss": "loss",
+    "training_loss": "loss",
+    "train_loss_step": "loss",
+    "lr": "learning_rate",
+    "learning_rate": "learning_rate",
+    "learningrate": "learning_rate",
+    "grad_norm": "grad_norm",
+    "gnorm": "grad_norm",
+    "gradnorm": "grad_norm",
+    "gradient_norm": "grad_norm",
+    "grad_norm_total": "grad_norm",
+    "epoch": "epoch",
+    "val_loss": "eval_loss",
+    "valid_loss": "eval_loss",
+    "validation_loss": "eval_loss",
+    "eval_loss": "eval_loss",
+    "dev_loss": "eval_loss",
+}
+
+# Keys that name the step; a value under one of them is the line's step, not a metric.
+_STEP_KEYS = frozenset(
+    {"step", "global_step", "_step", "iter", "iteration", "num_updates", "trainer/global_step", "train/global_step"}
+)
+_EPOCH_KEYS = frozenset({"epoch", "train/epoch"})
+# Progress-bar bookkeeping, not metrics.
+_IGNORED = frozenset({"v_num", "total_flos"})
+# Names that contain "loss" but are not losses.
+_NOT_LOSSES = frozenset({"loss_scale", "loss_scaling", "loss_scaler"})
+
+_NAME_CLEAN = re.compile(r"[\s\-]+")
+_WORDS = re.compile(r"[^a-z0-9]+")
+
+
+def normalize_name(raw: str) -> str:
+    """The canonical metric name for a printed one.
+
+    Lower case, spaces and dashes become ``_``, a leading ``train/`` is dropped,
+    ``eval/x`` becomes ``eval_x`` (as Hugging Face prints it), and the aliases
+    ``train_loss``/``training_loss`` -> ``loss``, ``lr`` -> ``learning_rate``,
+    ``gnorm``/``gradient_norm`` -> ``grad_norm``, ``val_loss``/``validation_loss``
+    -> ``eval_loss`` apply.
+
+    >>> normalize_name("Train Loss"), normalize_name("lr"), normalize_name("eval/rewards/chosen")
+    ('loss', 'learning_rate', 'eval_rewards/chosen')
+    """
+    name = _NAME_CLEAN.sub("_", raw.strip().lower()).strip("_./")
+    for prefix in ("train/", "training/"):
+        if name.startswith(prefix) and len(name) > len(prefix):
+            name = name[len(prefix) :]
+    for prefix in ("eval/", "val/", "valid/", "validation/"):
+        if name.startswith(prefix) and len(name) > len(prefix):
+            name = "eval_" + name[len(prefix) :]
+    return _ALIASES.get(name, name)
+
+
+def is_loss_name(name: str) -> bool:
+    """A normalised name that is a loss (and so a task with a health verdict).
+
+    A name with the word ``loss`` in it: ``loss``, ``eval_loss``, ``nll_loss``,
+    ``loss/recon``; not ``loss_scale``. Rewards, log-probabilities and accuracies
+    are metrics, not losses: higher is better for them.
+    """
+    if name in _NOT_LOSSES:
+        return False
+    return "loss" in _WORDS.split(name)
+
+
+def _unit_slug(unit: str) -> str:
+    return unit.lower().replace("µ", "u").replace("%", "pct").replace("/", "_per_")
+
+
+_MULTIPLIERS = {"k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9}
+
+
+# -- the generic key/value scanner --------------------------------------------
+
+# One field: KEY SEP VALUE. The key starts after a separator (the line is given
+# a leading space); the value is a whole token ("0.5", "45.67ms", "12/500",
+# "nan") read in Python. One plain pattern without lookbehinds or nested
+# optional groups: Python's regex engine pays per attempt and per backtrack, and
+# this is the parser's hot loop.
+_FIELD = re.compile(
+    r"[\s,|;:{(\[]([A-Za-z_][\w./\-]*)([ \t=:]+)[\[(]?(?:tensor\()?([-+.]?(?:\d|[nN]a[nN]|[iI]nf)[^\s,|;\]\)}\[]*)"
+)
+# "train loss 1.98", "val acc 0.9", "learning rate 3e-4": a qualifier word before a metric noun is part of the key.
+_NOUNS = frozenset({"loss", "acc", "accuracy", "rate", "norm", "ppl", "perplexity", "reward", "score", "f1"})
+_QUALIFIERS = frozenset(
+    {
+        "train", "training", "val", "valid", "validation", "eval", "test", "dev", "learning", "grad", "gradient",
+        "avg", "average", "mean", "total", "batch", "running", "smoothed", "ema",
+    }
+)  # fmt: skip
+# A value token that is not a plain float: NUMBER [/TOTAL] [UNIT] [trailing punctuation].
+_VALUE = re.compile(
+    r"([-+]?(?:\d[\d_]*(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|[nN]a[nN]|[iI]nf(?:inity)?))"
+    r"(?:/(\d+))?"
+    r"(%|[A-Za-zµ]+(?:/[A-Za-z]+)?)?"
+    r"[:.]*$"
+)
+_KEY = re.compile(r"[A-Za-z_][\w./\-]*(?: [A-Za-z]+)?")
+# A progress bar's "n/total" followed by its bar or timer: tqdm "45/100 [00:02<..",
+# Keras "100/100 [====", Keras 3 "100/100 ━━━", rich "50/50 0:00:01".
+_COUNTER = re.compile(r"(?<![\w./])(\d+)/(\d+)(?:\s*[\[━]|\s+\d+:\d\d)")
+# A line without "=" is scanned for fields only when it holds one of these words
+# (most lines of a log are not metrics, and a substring test costs far less than
+# a scan); its "key value" fields then count when a key names a metric
+# (_METRIC_WORDS) or the line has a step or epoch marker.
+_GATE_WORDS = ("loss", "lr", "acc", "step", "iter", "epoch", "reward", "grad", "norm", "ppl", "score", "kl", "tok")
+_METRIC_WORDS = re.compile(
+    r"loss|lr|learn|acc|ppl|perplex|grad|norm|reward|kl|entrop|logp|logit|mfu|tok|throughput|f1|bleu|rouge|auc|"
+    r"precision|recall|mse|mae|rmse|score|wer|cer|iou|nll|bpc|bpb|margin|time|speed|mem|wps|ups|wpb|bsz|"
+    r"metric|sample|chosen|rejected"
+)
+
+
+_DIGITS = frozenset("0123456789")
+_UNIT_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ%/µ:."
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+_REDRAW = re.compile(r"[\r\x08]+")
+_KEY_CACHE_LIMIT = 20_000
+
+
+def _read_value(token: str) -> tuple[float, int | None, str] | None:
+    """``(number, total, unit)`` from a value token ("0.5", "100:", "45.6ms", "12/500", "nan"), or None."""
+    number = token.rstrip(_UNIT_CHARS)
+    if number and number[-1] in _DIGITS and "/" not in number:
+        # plain, "45.6ms", "12.3%", "17.4it/s", "100:" -- without the regex
+        try:
+            value = float(number)
+        except ValueError:
+            return None
+        unit = token[len(number) :].rstrip(":.")
+        return value, None, unit
+    m = _VALUE.match(token)
+    if m is None:
+        return None
+    text, total, unit = m.groups()
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value, int(total) if total else None, unit or ""
+
+
+# -- dict lines ----------------------------------------------------------------
+
+# 'key': value or "key": value in a flat dict; value optionally quoted or tensor(...).
+_DICT_PAIR = re.compile(r"""['"]([^'"]{1,200})['"]:\s*([^,}]+)""")
+_TENSOR = re.compile(r"^\s*tensor\(\[?\s*([^,\])\s]+)")
+_BARE_NONFINITE = re.compile(
+    r"""("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|(?<![\w.])(-?)(nan|inf(?:inity)?)(?![\w.])""", re.IGNORECASE
+)
+_NAN_TOKEN = "__acc_nan__"
+_INF_TOKEN = "__acc_inf__"
+_NEG_INF_TOKEN = "__acc_-inf__"
+_SENTINELS = {_NAN_TOKEN: math.nan, _INF_TOKEN: math.inf, _NEG_INF_TOKEN: -math.inf}
+_MAX_DEPTH = 8
+
+
+def _replace_bare_nonfinite(match: re.Match[str]) -> str:
+    if match.group(1):
+        return match.group(1)  # a quoted string: left alone
+    if match.group(3).lower() == "nan":
+        return repr(_NAN_TOKEN)
+    return repr(_NEG_INF_TOKEN if match.group(2) else _INF_TOKEN)
+
+
+def _load_structured(text: str) -> Any:
+    """A dict from JSON or a Python literal (with bare nan/inf), never evaluated as code."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        pass
+    try:
+        return ast.literal_eval(_BARE_NONFINITE.sub(_replace_bare_nonfinite, text))
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+
+
+def _flatten(obj: Mapping[Any, Any], prefix: str, out: list[tuple[str, float]], depth: int = 0) -> None:
+    for key, value in obj.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, bool) or value is None:
+            continue
+        if isinstance(value, (int, float)):
+            try:
+                out.append((name, float(value)))
+            except OverflowError:
+                out.append((name, math.inf if value > 0 else -math.inf))
+        elif isinstance(value, str):
+            number = _SENTINELS.get(value)
+            if number is None:
+                try:
+                    number = float(value)
+                except ValueError:
+                    continue
+            out.append((name, number))
+        elif isinstance(value, Mapping) and depth < _MAX_DEPTH:
+            _flatten(value, name + "/", out, depth + 1)
+
+
+# -- user patterns -----------------------------------------------------------------
+
+PatternLike = str | re.Pattern[str] | Callable[[str], Mapping[str, float] | None]
+
+
+class _UserPattern:
+    """A regex with named groups (``step``, ``epoch`` and metric names) or a callable."""
+
+    def __init__(self, pattern: PatternLike, rename: Mapping[str, str] | None = None) -> None:
+        self.fn: Callable[[str], Mapping[str, float] | None] | None = None
+        self.regex: re.Pattern[str] | None = None
+        if callable(pattern) and not isinstance(pattern, re.Pattern):
+            self.fn = pattern
+        elif isinstance(pattern, (str, re.Pattern)):
+            try:
+                self.regex = re.compile(pattern) if isinstance(pattern, str) else pattern
+            except re.error as exc:
+                raise ValueError(f"log pattern {pattern!r} is not a valid regular expression: {exc}") from exc
+            if not self.regex.groupindex:
+                raise ValueError(
+                    f"log pattern {self.regex.pattern!r} has no named groups; name each value, "
+                    "e.g. r'loss (?P<loss>\\S+)' (a group named 'step' gives the step)"
+                )
+        else:
+            raise TypeError(f"a log pattern is a regex string, a compiled regex or a callable, got {pattern!r}")
+        self.rename = dict(rename or {})
+
+    def match(self, line: str) -> dict[str, str | float] | None:
+        if self.fn is not None:
+            found = self.fn(line)
+            return dict(found) if found else None
+        assert self.regex is not None
+        m = self.regex.search(line)
+        if m is None:
+            return None
+        return {self.rename.get(k, k): v for k, v in m.groupdict().items() if v is not None}
+
+
+# -- the parser --------------------------------------------------------------------
+
+
+def _to_float(text: str) -> float:
+    """A printed number as a float: ``1,234`` and ``1_000`` read, ``nan``/``inf`` too."""
+    try:
+        return float(text)
+    except ValueError:
+        return float(text.replace(",", ""))
+
+
+class LogParser:
+    """Turns the lines of one log source into metric records; keeps that source's step.
+
+    ``LogParser(patterns=None, *, max_line_length=65536)``. ``patterns`` are
+    tried before the built-in formats (see ``add_pattern``).
+    """
+
+    def __init__(
+        self, patterns: Iterable[PatternLike] | None = None, *, max_line_length: int = DEFAULT_MAX_LINE_LENGTH
+    ) -> None:
+        if max_line_length < 1:
+            raise ValueError(f"max_line_length must be >= 1, got {max_line_length}")
+        self.max_line_length = int(max_line_length)
+        self.stats = ParseStats()
+        self.last_step = 0
+        """The step of the latest record (0 before any)."""
+        self.max_steps: int | None = None
+        """A total printed with a step (``step 12/500`` -> 500), when one was."""
+        self._patterns: list[_UserPattern] = [_UserPattern(p) for p in patterns or ()]
+        self._epoch: float | None = None  # the latest epoch marker on a key/value line
+        self._pending_step: int | None = None  # "step 100" on a line without metrics
+        self._offset = 0  # added to counters that start again each epoch
+        self._prev_counter: tuple[int, float | None, int | None] | None = None
+        # caches, bounded: printed key -> (kind, name, names a metric); raw -> name; (name, unit) -> name
+        self._keys: dict[str, tuple[str, str, bool]] = {}
+        self._names: dict[str, str] = {}
+        self._units: dict[tuple[str, str], str] = {}
+        self._dict_names: dict[str, str] = {}
+
+    def add_pattern(self, pattern: PatternLike, *, rename: Mapping[str, str] | None = None) -> None:
+        """Add a user pattern, tried before the built-in formats.
+
+        A regex's named groups are metrics, except ``step`` and ``epoch``;
+        ``rename`` maps group names to metric names that are not Python
+        identifiers (``{"chosen": "rewards/chosen"}``). A callable takes the
+        line and returns ``{name: value}`` or None. A line a pattern matches is
+        not parsed by the built-in formats.
+        """
+        self._patterns.append(_UserPattern(pattern, rename))
+
+    # -- public entry points ----------------------------------------------------
+
+    def parse_line(self, line: str) -> list[MetricRecord]:
+        """The records of one line (often none)."""
+        parsed = self.parse_values(line)
+        if parsed is None:
+            return []
+        step, values = parsed
+        new = tuple.__new__
+        return [new(MetricRecord, (step, name, value, raw)) for name, value, raw in values]
+
+    def parse_lines(self, lines: Iterable[str]) -> Iterator[MetricRecord]:
+        for line in lines:
+            yield from self.parse_line(line)
+
+    def parse_values(self, line: str) -> tuple[int, list[tuple[str, float, str]]] | None:
+        """``(step, [(name, value, raw_name), ...])`` for a line with metrics, else None.
+
+        The form the capture uses: one step per line, no per-record objects.
+        Lines that hold several progress-bar redraws (``\\r``) give the last
+        redraw that has metrics.
+        """
+        stats = self.stats
+        stats.lines += 1
+        if len(line) > self.max_line_length:
+            stats.too_long += 1
+            return None
+        if "\x00" in line or ("\ufffd" in line and line.count("\ufffd") * 8 > len(line)):
+            stats.binary += 1
+            return None
+        if "\x1b" in line:
+            line = _ANSI.sub("", line)
+        if "\r" in line or "\x08" in line:
+            result = None
+            for segment in _REDRAW.split(line):
+                if segment.strip():
+                    found = self._parse(segment)
+                    if found is not None:
+                        result = found
+        else:
+            result = self._parse(line)
+        if result is None:
+            stats.other += 1
+            return None
+        stats.metric_lines += 1
+        stats.records += len(result[1])
+        return result
+
+    # -- internals --------------------------------------------------------------
+
+    def _parse(self, line: str) -> tuple[int, list[tuple[str, float, str]]] | None:
+        if self._patterns:
+            for pattern in self._patterns:
+                found = pattern.match(line)
+                if found:
+                    return self._from_mapping(found)
+        brace = line.find("{")
+        if brace >= 0 and ("':" in line or '":' in line):
+            return self._parse_dict(line, brace)
+        if "=" not in line:
+            lower = line.lower()
+            for word in _GATE_WORDS:
+                if word in lower:
+                    break
+            else:
+                return None
+        return self._parse_fields(line)
+
+    def _name(self, raw: str) -> str:
+        name = self._names.get(raw)
+        if name is None:
+            if len(self._names) > _KEY_CACHE_LIMIT:
+                self._names.clear()  # bounded: prose can bring endless distinct "keys"
+            name = self._names[raw] = normalize_name(raw)
+        return name
+
+    def _assign_step(self, explicit: int | None) -> int:
+        if explicit is not None:
+            step = explicit
+        elif self._pending_step is not None and self._pending_step > self.last_step:
+            step = self._pending_step
+        else:
+            step = self.last_step + 1
+        self._pending_step = None
+        self.last_step = step
+        return step
+
+    def _counted_step(self, n: int, total: int | None, epoch: float | None) -> int:
+        """A step from a counter that may start again every epoch (Keras, Lightning, 'Step [n/total]')."""
+        prev = self._prev_counter
+        if prev is not None and epoch is not None and prev[1] is not None and epoch > prev[1] and n <= prev[0]:
+            self._offset += prev[2] or prev[0]  # a new epoch: count on from the previous one's end
+        self._prev_counter = (n, epoch, total)
+        return self._offset + n
+
+    def _from_mapping(self, found: Mapping[str, str | float]) -> tuple[int, list[tuple[str, float, str]]] | None:
+        explicit: int | None = None
+        values: list[tuple[str, float, str]] = []
+        for raw, value in found.items():
+            try:
+                number = value if isinstance(value, float) else float(str(value).replace(",", ""))
+            except ValueError:
+                self.stats.malformed += 1
+                log.debug("log pattern value %r for %r is not a number", value, raw)
+                continue
+            if raw == "step":
+                if math.isfinite(number):
+                    explicit = int(number)
+                continue
+            values.append((self._name(raw), number, raw))
+        if not values:
+            if explicit is not None:
+                self._pending_step = explicit
+            return None
+        return self._assign_step(explicit), values
+
+    def _parse_dict(self, line: str, brace: int) -> tuple[int, list[tuple[str, float, str]]] | None:
+        text = line[brace:].rstrip()
+        values: list[tuple[str, float, str]] = []
+        explicit: int | None = None
+        # Hugging Face's end-of-training line: its train_loss is the run's mean, not a step's loss,
+        # so its names are kept as printed.
+        summary = "train_runtime" in text
+        nested = text.find("{", 1) >= 0 or "[" in text
+        pairs: list[tuple[str, str]] | list[tuple[str, float]]
+        if nested:
+            flat: list[tuple[str, float]] = []
+            obj = _load_structured(text[: text.rfind("}") + 1])
+            if not isinstance(obj, Mapping):
+                self.stats.malformed += 1
+                return None
+            _flatten(obj, "", flat)
+            pairs = flat
+        else:
+            pairs = _DICT_PAIR.findall(text)
+            if not pairs and text.endswith("}"):
+                self.stats.malformed += 1
+                return None
+        names = self._dict_names
+        for key, value in pairs:
+            try:
+                number = float(value)
+            except ValueError:
+                found = _dict_value(value)  # type: ignore[arg-type]  # only str values fail float()
+                if found is None:
+                    continue  # a string value: not a metric
+                number = found
+            name = key if summary else names.get(key)
+            if name is None:
+                name = self._dict_name(key)
+            if name == "step":
+                if math.isfinite(number):
+                    explicit = int(number)
+            elif name:
+                values.append((name, number, key))
+        if brace > 0:
+            # "Step 100: {...}": a step marker before the dict
+            for key, _sep, token in _FIELD.findall(" " + line[:brace]):
+                if key.lower() in _STEP_KEYS:
+                    read = _read_value(token)
+                    if read is not None and math.isfinite(read[0]):
+                        explicit = int(read[0])
+        if not values:
+            if explicit is not None:
+                self._pending_step = explicit
+            return None
+        if len(values) > 1 and len({v[0] for v in values}) < len(values):
+            values = _dedupe(values)
+        return self._assign_step(explicit), values
+
+    def _dict_name(self, key: str) -> str:
+        """A dict key's metric name: "step" for a step key, "" for one to ignore."""
+        name = self._name(key)
+        if name in _STEP_KEYS:
+            name = "step"
+        elif name in _IGNORED:
+            name = ""
+        if len(self._dict_names) > _KEY_CACHE_LIMIT:
+            self._dict_names.clear()
+        self._dict_names[key] = name
+        return name
+
+    def _classify_key(self, key: str) -> tuple[str, str, bool]:
+        """``(kind, normalised name, names a metric)``.
+
+        kind: "m" a metric, "n" a metric noun that a qualifier word may precede
+        ("loss"), "s" the step, "e" the epoch, "x" not a key.
+        """
+        raw = key.rstrip("./-")
+        lower = raw.lower()
+        if lower in _STEP_KEYS:
+            entry = ("s", "step", True)
+        elif lower in _EPOCH_KEYS:
+            entry = ("e", "epoch", True)
+        elif not raw or _KEY.fullmatch(raw) is None:
+            entry = ("x", "", False)
+        else:
+            name = self._name(raw)
+            if name in _IGNORED:
+                entry = ("x", name, False)
+            else:
+                entry = ("n" if lower in _NOUNS else "m", name, _METRIC_WORDS.search(lower) is not None)
+        if len(self._keys) > _KEY_CACHE_LIMIT:
+            self._keys.clear()
+        self._keys[key] = entry
+        return entry
+
+    def _with_unit(self, name: str, unit: str) -> str:
+        key = (name, unit)
+        full = self._units.get(key)
+        if full is None:
+            slug = _unit_slug(unit)
+            full = name if name.endswith(slug) else f"{name}_{slug}"
+            if len(self._units) > _KEY_CACHE_LIMIT:
+                self._units.clear()
+            self._units[key] = full
+        return full
+
+    def _parse_fields(self, line: str) -> tuple[int, list[tuple[str, float, str]]] | None:
+        if " is " in line:
+            line = line.replace(" is ", ": ")  # "loss is nan"
+        found = _FIELD.findall(" " + line)
+        if not found:
+            return None
+        keys = self._keys
+        digits = _DIGITS
+        explicit: int | None = None
+        explicit_total: int | None = None
+        epoch: float | None = None
+        marker = False
+        evidence = False
+        values: list[tuple[str, float, str]] = []
+        for key, sep, token in found:
+            entry = keys.get(key)
+            if entry is None:
+                entry = self._classify_key(key)
+            kind = entry[0]
+            if kind == "x":
+                continue
+            if token[-1] in digits and "/" not in token:
+                try:
+                    number, total, unit = float(token), None, ""
+                except ValueError:
+                    continue
+            else:
+                read = _read_value(token)
+                if read is None:
+                    continue
+                number, total, unit = read
+            if kind == "n":
+                kind = "m"
+                word = _qualifier(line, key, sep, token)
+                if word is not None:
+                    key = f"{word} {key}"
+                    entry = ("m", self._name(key), True)
+            if kind == "m":
+                name = entry[1]
+                if unit:
+                    if unit in _MULTIPLIERS:
+                        number *= _MULTIPLIERS[unit]
+                    else:
+                        name = self._with_unit(name, unit)
+                values.append((name, number, key))
+                if entry[2] or "=" in sep:
+                    evidence = True
+            elif not math.isfinite(number):
+                continue
+            elif kind == "s":
+                explicit = int(number)
+                explicit_total = total
+                marker = True
+            else:
+                epoch = number
+                marker = True
+        if epoch is not None:
+            self._epoch = epoch
+        if values and not (evidence or marker):
+            values = []  # "key value" prose with no sign of being metrics
+        if explicit is not None and explicit_total is not None:
+            # "Step [100/600]": counted within the epoch when an epoch is printed too
+            if epoch is not None:
+                explicit = self._counted_step(explicit, explicit_total, epoch)
+            else:
+                self.max_steps = explicit_total
+        elif explicit is None and values and "/" in line:
+            counter = _COUNTER.search(line)
+            if counter is not None:
+                explicit = self._counted_step(int(counter.group(1)), int(counter.group(2)), self._epoch)
+        if not values:
+            if explicit is not None and explicit > self.last_step:
+                self._pending_step = explicit
+            return None
+        if len(values) > 2 or (len(values) == 2 and values[0][0] == values[1][0]):
+            values = _dedupe(values)
+        if epoch is not None:
+            values.append(("epoch", epoch, "epoch"))
+        return self._assign_step(explicit), values
+
+
+def _qualifier(line: str, key: str, sep: str, token: str) -> str | None:
+    """The qualifier word printed just before ``key`` ("train" in "train loss 1.98"), if there is one."""
+    at = line.find(f"{key}{sep}{token}")
+    if at <= 1 or line[at - 1] != " ":
+        return None
+    word = line[: at - 1].rpartition(" ")[2]
+    return word if word.lower() in _QUALIFIERS else None
+
+
+def _dict_value(text: str) -> float | None:
+    """A dict value that is not a bare number: a quoted number or ``tensor(0.5, ...)``; None otherwise."""
+    stripped = text.strip().strip("'\"")
+    try:
+        return float(stripped)
+    except ValueError:
+        pass
+    m = _TENSOR.match(text)
+    if m is not None:
+        try:
+            return float(m.group(1))
+        except ValueError:
+            return None
+    return None
+
+
+def _dedupe(values: list[tuple[str, float, str]]) -> list[tuple[str, float, str]]:
+    """Two printed names that normalise alike: the second keeps its printed name."""
+    if len({v[0] for v in values}) == len(values):
+        return values
+    seen: set[str] = set()
+    out = []
+    for name, value, raw in values:
+        if name in seen:
+            name = raw.lower().replace(" ", "_")
+            if name in seen:
+                continue
+        seen.add(name)
+        out.append((name, value, raw))
+    return out
+
+
+_LINE_END = re.compile(rb"[\r\n]")
+
+
+class LineSplitter:
+    """Bytes in, decoded lines out. ``\\n`` and ``\\r`` both end a line (a
+    progress bar's redraw is a line of its own, seen as it is drawn).
+
+    A line longer than ``max_line_bytes`` is dropped as it arrives, so memory
+    stays bounded whatever the input (a binary file without newlines, a
+    megabyte-long line); ``dropped`` counts such lines.
+    """
+
+    def __init__(self, max_line_bytes: int = 4 * DEFAULT_MAX_LINE_LENGTH, encoding: str = "utf-8") -> None:
+        self.max_line_bytes = int(max_line_bytes)
+        self.encoding = encoding
+        self.dropped = 0
+        self._buf = b""
+        self._discarding = False
+
+    def feed(self, data: bytes) -> list[str]:
+        """The lines that ``data`` completes."""
+        if not data:
+            return []
+        parts = _LINE_END.split(data)
+        if len(parts) == 1:
+            self._keep(data)
+            return []
+        lines: list[str] = []
+        head = parts[0]
+        if self._discarding:
+            self._discarding = False  # the end of a line already counted as dropped
+        else:
+            self._emit(self._buf + head if self._buf else head, lines)
+        self._buf = b""
+        for part in parts[1:-1]:
+            self._emit(part, lines)
+        self._keep(parts[-1])
+        return lines
+
+    def finish(self) -> list[str]:
+        """The last line when the input ends without a newline."""
+        lines: list[str] = []
+        if not self._discarding:
+            self._emit(self._buf, lines)
+        self._buf = b""
+        self._discarding = False
+        return lines
+
+    def reset(self) -> None:
+        """Forget a partial line (the file it came from was truncated or replaced)."""
+        self._buf = b""
+        self._discarding = False
+
+    def take_dropped(self) -> int:
+        n, self.dropped = self.dropped, 0
+        return n
+
+    def _emit(self, raw: bytes, lines: list[str]) -> None:
+        if len(raw) > self.max_line_bytes:
+            self.dropped += 1
+        elif raw:
+            lines.append(raw.decode(self.encoding, "replace"))
+
+    def _keep(self, part: bytes) -> None:
+        if self._discarding or not part:
+            return
+        if len(self._buf) + len(part) > self.max_line_bytes:
+            self._discarding = True
+            self.dropped += 1
+            self._buf = b""
+        else:
+            self._buf += part
+
+
+def parse_lines(lines: Iterable[str], *, patterns: Iterable[PatternLike] | None = None) -> Iterator[MetricRecord]:
+    """The records of some lines, read as one source."""
+    return LogParser(patterns).parse_lines(lines)
+
+
+def parse_file(
+    path: str | os.PathLike[str],
+    *,
+    parser: LogParser | None = None,
+    patterns: Iterable[PatternLike] | None = None,
+) -> Iterator[MetricRecord]:
+    """The records of a log file, read once from the start (``\\r`` and ``\\n`` end lines).
+
+    Undecodable bytes are replaced, not fatal; lines longer than the parser's
+    ``max_line_length`` are skipped without being held in memory whole.
+    """
+    parser = parser or LogParser(patterns)
+    splitter = LineSplitter(max_line_bytes=parser.max_line_length * 4)
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(1 << 20)
+            if not chunk:
+                break
+            for line in splitter.feed(chunk):
+                yield from parser.parse_line(line)
+            parser.stats.too_long += splitter.take_dropped()
+        for line in splitter.finish():
+            yield from parser.parse_line(line)
+        parser.stats.too_long += splitter.take_dropped()
