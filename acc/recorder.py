@@ -62,7 +62,7 @@ def step_info_to_records(info: StepInfo) -> list[dict[str, Any]]:
 class _Pending:
     """One recorded step waiting for the next fetch."""
 
-    __slots__ = ("epoch", "extra", "grad_norm", "losses", "lr", "step", "total", "wall_time")
+    __slots__ = ("epoch", "extra", "grad_norm", "has_total", "losses", "lr", "step", "total", "wall_time")
 
     def __init__(
         self,
@@ -74,6 +74,7 @@ class _Pending:
         lr: Number | None,
         grad_norm: Number | None,
         extra: dict[str, Number],
+        has_total: bool = True,
     ) -> None:
         self.step = step
         self.epoch = epoch
@@ -83,6 +84,7 @@ class _Pending:
         self.lr = lr
         self.grad_norm = grad_norm
         self.extra = extra
+        self.has_total = has_total
 
 
 def _fetch(values: list[Number]) -> list[float]:
@@ -217,19 +219,26 @@ class Recorder:
         epoch: int | None = None,
         wall_time: float | None = None,
         metrics: Mapping[str, Number] | None = None,
+        log_total: bool = True,
     ) -> list[StepInfo] | None:
         """Record one step. Returns the fetched step infos when this call fetched, else None.
 
         ``losses`` are per-task values (tensors stay on the device until the
         fetch); ``total`` defaults to the weighted sum of ``losses``;
         ``metrics`` are any other per-step values to store by name.
+
+        ``losses`` may be empty for a step that carries only other values (a
+        log line with only a learning rate): no total loss is stored for it
+        then, unless ``total`` is given. ``log_total=False`` stores no total for
+        the step (a log line with only an evaluation loss); its step info's
+        ``"loss"`` is None.
         """
         if self._closed:
             raise RuntimeError(f"job {self.job_id} of recorder {self.name!r} is closed; create a new Recorder")
         if self.job_id is None:
             self.start()
-        if not losses:
-            raise ValueError("record() needs at least one loss")
+        if not losses and total is None and lr is None and grad_norm is None and not metrics:
+            raise ValueError("record() needs at least one value: a loss, total, lr, grad_norm or a metric")
         self._pending.append(
             _Pending(
                 int(step),
@@ -240,6 +249,7 @@ class Recorder:
                 lr,
                 grad_norm,
                 dict(metrics) if metrics else {},
+                log_total and (total is not None or bool(losses)),
             )
         )
         self.state.step = int(step)
@@ -284,7 +294,8 @@ class Recorder:
                     health[name] = task.classify(name, value).value
                     types[name] = task.task_type
                     points.append((loss_series_name(name), p.step, value, p.wall_time))
-                points.append((TOTAL_LOSS, p.step, total, p.wall_time))
+                if p.has_total:
+                    points.append((TOTAL_LOSS, p.step, total, p.wall_time))
                 if p.lr is not None:
                     points.append((LEARNING_RATE, p.step, lr, p.wall_time))
                 if p.grad_norm is not None:
@@ -295,7 +306,7 @@ class Recorder:
                         "step": p.step,
                         "epoch": p.epoch,
                         "wall_time": p.wall_time,
-                        "loss": total,
+                        "loss": total if p.has_total else None,
                         "losses": losses,
                         "health": health,
                         "task_type": types,
