@@ -4,8 +4,10 @@ The public names are listed in ``__all__``; see DESIGN.md for the map.
 """
 
 from acc import tasks
+from acc.capture import LogCapture, capture, follow
 from acc.checkpoints import Checkpoint, CheckpointError, CheckpointNode, CheckpointStore
 from acc.events import Event, RemovableHandle
+from acc.logparse import LogParser, MetricRecord, parse_file, parse_lines
 from acc.loss_health import (
     DEFAULT_THRESHOLDS,
     LossHealth,
@@ -34,8 +36,11 @@ __all__ = [
     "Job",
     "JobRecord",
     "JobStatus",
+    "LogCapture",
+    "LogParser",
     "LossHealth",
     "LossSummary",
+    "MetricRecord",
     "Recorder",
     "RemovableHandle",
     "RunStore",
@@ -47,9 +52,13 @@ __all__ = [
     "Trainer",
     "TrainerState",
     "__version__",
+    "capture",
     "classify_loss",
     "compute_loss_summary",
+    "follow",
     "infer_task_type",
+    "parse_file",
+    "parse_lines",
     "step_info_to_records",
     "tasks",
     "worst_health",
