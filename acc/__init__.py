@@ -3,9 +3,12 @@
 The public names are listed in ``__all__``; see DESIGN.md for the map.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from acc import tasks
 from acc.capture import LogCapture, capture, follow
 from acc.checkpoints import Checkpoint, CheckpointError, CheckpointNode, CheckpointStore
+from acc.debug_controller import BreakpointError, DebugController
 from acc.events import Event, RemovableHandle
 from acc.logparse import LogParser, MetricRecord, parse_file, parse_lines
 from acc.loss_health import (
@@ -24,14 +27,42 @@ from acc.store import JobRecord, JobStatus, RunStore, StoreError
 from acc.tasks import Task, TaskError
 from acc.trainer import Job, Trainer
 
+if TYPE_CHECKING:  # the widgets are imported on first use (see __getattr__ below)
+    from acc.widgets.dashboard import Dashboard
+    from acc.widgets.loss_health_panel import LossHealthPanel
+    from acc.widgets.show import show
+
 __version__ = "0.1.0"
+
+# Widgets pull in ipywidgets/anywidget/IPython (~0.2 s more than torch's ~1 s import):
+# they load on first use, so scripts and the CLI that never show a widget do not pay for them.
+_LAZY = {
+    "Dashboard": "acc.widgets.dashboard",
+    "LossHealthPanel": "acc.widgets.loss_health_panel",
+    "show": "acc.widgets.show",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'acc' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
+    "BreakpointError",
     "Checkpoint",
     "CheckpointError",
     "CheckpointNode",
     "CheckpointStore",
+    "Dashboard",
+    "DebugController",
     "Event",
     "Job",
     "JobRecord",
@@ -39,6 +70,7 @@ __all__ = [
     "LogCapture",
     "LogParser",
     "LossHealth",
+    "LossHealthPanel",
     "LossSummary",
     "MetricRecord",
     "Recorder",
@@ -59,6 +91,7 @@ __all__ = [
     "infer_task_type",
     "parse_file",
     "parse_lines",
+    "show",
     "step_info_to_records",
     "tasks",
     "worst_health",
