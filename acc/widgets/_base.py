@@ -15,7 +15,8 @@
   is rejected with an error under the widget and changes nothing.
 * ``_schedule(name, fn)``: hand a refresh to the shared update pump (keyed by
   this widget and ``name``), guarded so that an exception shows under the
-  widget. ``_set(**traits)`` sets several traits as ONE message.
+  widget; ``_poll(name, seconds, fn)`` the same, repeatedly. ``_set(**traits)``
+  sets several traits as ONE message.
 * ``close()`` removes every event handler the widget registered.
 """
 
@@ -108,7 +109,11 @@ class AccWidget(anywidget.AnyWidget):
 
     # -- errors ----------------------------------------------------------------
     def _show_error(self, where: str, exc: BaseException) -> None:
-        """Log the traceback and show ``where: Type: message`` under the widget."""
+        """Show the error under the widget and log it (a failure with its traceback, a rejection without)."""
+        if isinstance(exc, CommandError):
+            log.warning("%s rejected a message: %s", type(self).__name__, exc)
+            self.error = f"rejected: {exc}"
+            return
         log.error("%s in %s: %s", where, type(self).__name__, "".join(traceback.format_exception(exc)).rstrip())
         self.error = f"{where}: {type(exc).__name__}: {exc}"
 
@@ -131,6 +136,15 @@ class AccWidget(anywidget.AnyWidget):
         self._scheduled.add(name)
         self._pump.schedule((self.model_id, name), guarded)
 
+    def _poll(self, name: str, seconds: float, fn: Callable[[], object]) -> None:
+        """Run ``fn`` through the pump every ``seconds`` until the widget is closed (state without events)."""
+
+        def guarded() -> None:
+            with self._reporting(f"updating ({name})"):
+                fn()
+
+        self._listen(self._pump.every((self.model_id, name), seconds, guarded))
+
     def _set(self, **values: Any) -> None:
         """Set several traits; the browser gets them in one message."""
         with self.hold_sync():
@@ -143,7 +157,7 @@ class AccWidget(anywidget.AnyWidget):
 
     # -- commands from the browser -----------------------------------------------
     def _handle_message(self, _widget: object, content: Any, buffers: list[Any]) -> None:
-        with self._reporting("rejected message"):
+        with self._reporting("message"):
             kind, fields = self._validate(content)
             handler = getattr(self, f"_on_{kind}")
             self.error = ""

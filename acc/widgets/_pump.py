@@ -16,6 +16,11 @@ quiet period runs at once (low latency), later ones wait for the interval.
 Each ``fn`` sets its widget's traits inside ``widget.hold_sync()``, so one
 batch costs one message per widget that changed.
 
+``every(key, seconds, fn)`` schedules ``fn`` again and again (a poll for
+state that has no event, such as a debugger's pause); it returns a handle
+that stops it. A poll that changes nothing sends nothing: traitlets only
+notifies on a change.
+
 ``flush()`` runs everything pending now, in the calling thread, ignoring the
 rate limit: widgets call it when a job pauses, stops or ends, so the final
 state is never left waiting (the Trainer fires JOB_ENDED before ``job.wait()``
@@ -34,6 +39,8 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 
+from acc.events import RemovableHandle
+
 __all__ = ["DEFAULT_MAX_HZ", "UpdatePump", "default_pump"]
 
 log = logging.getLogger(__name__)
@@ -50,6 +57,8 @@ class UpdatePump:
         self.max_hz = float(max_hz)
         self.name = name
         self._pending: dict[Hashable, Callable[[], object]] = {}
+        self._polls: dict[Hashable, tuple[float, Callable[[], object]]] = {}
+        self._next_poll: dict[Hashable, float] = {}
         self._cond = threading.Condition(threading.Lock())
         self._run_lock = threading.RLock()  # one batch at a time (pump thread or flush())
         self._thread: threading.Thread | None = None
@@ -75,10 +84,37 @@ class UpdatePump:
             if self._closed:
                 raise RuntimeError(f"the update pump {self.name!r} is closed")
             self._pending[key] = fn
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-                self._thread.start()
+            self._ensure_thread()
             self._cond.notify()
+
+    def every(self, key: Hashable, seconds: float, fn: Callable[[], object]) -> RemovableHandle:
+        """Schedule ``fn`` under ``key`` every ``seconds`` (>= the pump's interval) until the handle is removed."""
+        if not callable(fn):
+            raise TypeError(f"every() needs a callable, got {type(fn).__name__}")
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+            raise ValueError(f"every() needs a positive number of seconds, got {seconds!r}")
+        period = max(float(seconds), self.interval)
+        with self._cond:
+            if self._closed:
+                raise RuntimeError(f"the update pump {self.name!r} is closed")
+            self._polls[key] = (period, fn)
+            self._next_poll[key] = time.monotonic() + period
+            self._ensure_thread()
+            self._cond.notify()
+
+        def remove() -> None:
+            with self._cond:
+                if self._polls.get(key, (0.0, None))[1] is fn:
+                    del self._polls[key]
+                    self._next_poll.pop(key, None)
+
+        return RemovableHandle(remove)
+
+    def _ensure_thread(self) -> None:
+        # called with self._cond held
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+            self._thread.start()
 
     def cancel(self, key: Hashable) -> None:
         """Forget what is pending under ``key`` (a widget that is closed)."""
@@ -119,14 +155,28 @@ class UpdatePump:
                 self.errors += 1
                 log.exception("widget update %r failed", key)
 
+    def _due_polls(self, now: float) -> float | None:
+        """Move due polls into the pending batch (cond held); returns when the next poll is due."""
+        soonest: float | None = None
+        for key, due in self._next_poll.items():
+            period, fn = self._polls[key]
+            if due <= now:
+                self._pending.setdefault(key, fn)
+                due = self._next_poll[key] = now + period
+            soonest = due if soonest is None else min(soonest, due)
+        return soonest
+
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._pending and not self._closed:
-                    self._cond.wait()
                 if self._closed:
                     return
-                wait = self._last_batch + self.interval - time.monotonic()
+                now = time.monotonic()
+                next_poll = self._due_polls(now)
+                if not self._pending:
+                    self._cond.wait(None if next_poll is None else next_poll - now)
+                    continue
+                wait = self._last_batch + self.interval - now
                 if wait > 0:
                     # Throttle: let more updates coalesce until the interval has passed.
                     self._cond.wait(wait)

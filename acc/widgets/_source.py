@@ -226,6 +226,8 @@ class TrainerSource(LiveSource):
         job = trainer.job
         if job is None:
             return "idle"
+        if trainer.state.status != "running":  # ended (the recorder sets it before JOB_ENDED fires)
+            return run_state_of_status(trainer.state.status)
         if not job.done():
             dbg = self.debug_controller
             if dbg is not None and hasattr(dbg, "get_state"):
