@@ -49,6 +49,7 @@ import ast
 import json
 import logging
 import math
+import operator
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -199,7 +200,8 @@ _MULTIPLIERS = {"k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9}
 # optional groups: Python's regex engine pays per attempt and per backtrack, and
 # this is the parser's hot loop.
 _FIELD = re.compile(
-    r"[\s,|;:{(\[]([A-Za-z_][\w./\-]*)([ \t=:]+)[\[(]?(?:tensor\()?([-+.]?(?:\d|[nN]a[nN]|[iI]nf)[^\s,|;\]\)}\[]*)"
+    r"[\s,|;:{(\[]([A-Za-z_][\w./\-]*)([ \t=:]+)[\[(]?(?:tensor\()?"
+    r"([-+.]?(?:\d|[nN]a[nN]|[iI]nf)[^\s,|;\]\)}\[]*(?:,\d{3}(?![\d.]))*)"  # "25,000" is one value
 )
 # "train loss 1.98", "val acc 0.9", "learning rate 3e-4": a qualifier word before a metric noun is part of the key.
 _NOUNS = frozenset({"loss", "acc", "accuracy", "rate", "norm", "ppl", "perplexity", "reward", "score", "f1"})
@@ -232,6 +234,8 @@ _METRIC_WORDS = re.compile(
 )
 
 
+_first = operator.itemgetter(0)
+_second = operator.itemgetter(1)
 _DIGITS = frozenset("0123456789")
 _UNIT_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ%/µ:."
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
@@ -243,9 +247,9 @@ def _read_value(token: str) -> tuple[float, int | None, str] | None:
     """``(number, total, unit)`` from a value token ("0.5", "100:", "45.6ms", "12/500", "nan"), or None."""
     number = token.rstrip(_UNIT_CHARS)
     if number and number[-1] in _DIGITS and "/" not in number:
-        # plain, "45.6ms", "12.3%", "17.4it/s", "100:" -- without the regex
+        # plain, "45.6ms", "12.3%", "17.4it/s", "100:", "25,000" -- without the regex
         try:
-            value = float(number)
+            value = float(number.replace(",", "") if "," in number else number)
         except ValueError:
             return None
         unit = token[len(number) :].rstrip(":.")
@@ -395,6 +399,7 @@ class LogParser:
         self._names: dict[str, str] = {}
         self._units: dict[tuple[str, str], str] = {}
         self._dict_names: dict[str, str] = {}
+        self._dict_shapes: dict[tuple[str, ...], tuple[tuple[str, ...] | None, tuple[str, ...], int]] = {}
 
     def add_pattern(self, pattern: PatternLike, *, rename: Mapping[str, str] | None = None) -> None:
         """Add a user pattern, tried before the built-in formats.
@@ -439,7 +444,7 @@ class LogParser:
             return None
         if "\x1b" in line:
             line = _ANSI.sub("", line)
-        if "\r" in line or "\x08" in line:
+        if "\r" in line or "\x08" in line or self._patterns:
             result = None
             for segment in _REDRAW.split(line):
                 if segment.strip():
@@ -447,7 +452,20 @@ class LogParser:
                     if found is not None:
                         result = found
         else:
-            result = self._parse(line)
+            # _parse() inlined: this is the hot path (a call costs as much as a regex on a short line)
+            brace = line.find("{")
+            if brace >= 0 and ("':" in line or '":' in line):
+                result = self._parse_dict(line, brace)
+            elif "=" in line:
+                result = self._parse_fields(line)
+            else:
+                lower = line.lower()
+                for word in _GATE_WORDS:
+                    if word in lower:
+                        result = self._parse_fields(line)
+                        break
+                else:
+                    result = None
         if result is None:
             stats.other += 1
             return None
@@ -541,19 +559,24 @@ class LogParser:
             _flatten(obj, "", flat)
             pairs = flat
         else:
-            pairs = _DICT_PAIR.findall(text)
-            if not pairs and text.endswith("}"):
+            found: list[tuple[str, str]] = _DICT_PAIR.findall(text)
+            if not found and text.endswith("}"):
                 self.stats.malformed += 1
                 return None
+            if brace == 0 and not summary and found:
+                fast = self._dict_fast(found)
+                if fast is not None:
+                    return fast
+            pairs = found
         names = self._dict_names
         for key, value in pairs:
             try:
                 number = float(value)
             except ValueError:
-                found = _dict_value(value)  # type: ignore[arg-type]  # only str values fail float()
-                if found is None:
+                read = _dict_value(value)  # type: ignore[arg-type]  # only str values fail float()
+                if read is None:
                     continue  # a string value: not a metric
-                number = found
+                number = read
             name = key if summary else names.get(key)
             if name is None:
                 name = self._dict_name(key)
@@ -566,9 +589,9 @@ class LogParser:
             # "Step 100: {...}": a step marker before the dict
             for key, _sep, token in _FIELD.findall(" " + line[:brace]):
                 if key.lower() in _STEP_KEYS:
-                    read = _read_value(token)
-                    if read is not None and math.isfinite(read[0]):
-                        explicit = int(read[0])
+                    marker = _read_value(token)
+                    if marker is not None and math.isfinite(marker[0]):
+                        explicit = int(marker[0])
         if not values:
             if explicit is not None:
                 self._pending_step = explicit
@@ -576,6 +599,60 @@ class LogParser:
         if len(values) > 1 and len({v[0] for v in values}) < len(values):
             values = _dedupe(values)
         return self._assign_step(explicit), values
+
+    def _dict_fast(self, pairs: list[tuple[str, str]]) -> tuple[int, list[tuple[str, float, str]]] | None:
+        """A flat dict whose keys were seen before, all values plain numbers: no per-key Python loop.
+
+        Lines of one format repeat their keys, so the names for a tuple of keys
+        are worked out once ("shape") and each line is a few C-level maps.
+        Returns None to let the general loop handle the line.
+        """
+        keys = tuple(map(_first, pairs))
+        shape = self._dict_shapes.get(keys)
+        if shape is None:
+            shape = self._dict_shape(keys)
+        names, raws, step_at = shape
+        if names is None:
+            return None
+        try:
+            numbers = list(map(float, map(_second, pairs)))
+        except ValueError:
+            return None  # a string, quoted or tensor value: the general loop reads what it can
+        explicit: int | None = None
+        if step_at >= 0:
+            step_value = numbers.pop(step_at)
+            if math.isfinite(step_value):
+                explicit = int(step_value)
+        values = list(zip(names, numbers, raws, strict=True))
+        if not values:
+            return None
+        if explicit is None:
+            pending = self._pending_step
+            explicit = pending if pending is not None and pending > self.last_step else self.last_step + 1
+        self._pending_step = None
+        self.last_step = explicit
+        return explicit, values
+
+    def _dict_shape(self, keys: tuple[str, ...]) -> tuple[tuple[str, ...] | None, tuple[str, ...], int]:
+        """``(names, raw names, index of the step key or -1)``; names None when the fast path does not apply."""
+        names: list[str] = []
+        raws: list[str] = []
+        step_at = -1
+        usable = True
+        for i, key in enumerate(keys):
+            name = self._dict_names.get(key) or self._dict_name(key)
+            if name == "step" and step_at < 0:
+                step_at = i
+            elif not name or name == "step" or name in names:
+                usable = False  # ignored keys, two step keys, two keys for one name: the general loop
+            else:
+                names.append(name)
+                raws.append(key)
+        shape = (tuple(names) if usable else None, tuple(raws), step_at)
+        if len(self._dict_shapes) > 1024:
+            self._dict_shapes.clear()
+        self._dict_shapes[keys] = shape
+        return shape
 
     def _dict_name(self, key: str) -> str:
         """A dict key's metric name: "step" for a step key, "" for one to ignore."""
@@ -640,22 +717,26 @@ class LogParser:
         evidence = False
         values: list[tuple[str, float, str]] = []
         for key, sep, token in found:
-            entry = keys.get(key)
-            if entry is None:
-                entry = self._classify_key(key)
+            entry = keys.get(key) or self._classify_key(key)
             kind = entry[0]
             if kind == "x":
                 continue
+            total = None
+            unit = ""
+            plain: float | None = None
             if token[-1] in digits and "/" not in token:
-                try:
-                    number, total, unit = float(token), None, ""
-                except ValueError:
-                    continue
-            else:
+                # contextlib.suppress would cost more than the float() in this hot loop
+                try:  # noqa: SIM105
+                    plain = float(token)
+                except ValueError:  # "25,000"
+                    pass
+            if plain is None:  # a unit, a colon, a total, thousands: the slower reader
                 read = _read_value(token)
                 if read is None:
                     continue
                 number, total, unit = read
+            else:
+                number = plain
             if kind == "n":
                 kind = "m"
                 word = _qualifier(line, key, sep, token)
@@ -703,7 +784,12 @@ class LogParser:
             values = _dedupe(values)
         if epoch is not None:
             values.append(("epoch", epoch, "epoch"))
-        return self._assign_step(explicit), values
+        if explicit is None:  # _assign_step() inlined
+            pending = self._pending_step
+            explicit = pending if pending is not None and pending > self.last_step else self.last_step + 1
+        self._pending_step = None
+        self.last_step = explicit
+        return explicit, values
 
 
 def _qualifier(line: str, key: str, sep: str, token: str) -> str | None:

@@ -219,6 +219,7 @@ LINES: list[tuple[str, str, list[tuple[int, str, float, str]]]] = [
     ("prose with a number", "Saving model checkpoint to out/checkpoint-500", []),
     ("prose with key and number", "Using 4 GPUs on 2 nodes", []),
     ("thousands in prose", "Total params: 1,234,567", []),
+    ("thousands in a value", "Num examples = 25,000", [(1, "examples", 25000.0, "examples")]),
     ("a tqdm bar without values", "Validation: 100%|██████████| 10/10 [00:00<00:00, 50.0it/s]", []),
     ("a download bar", "Downloading: 100%|██████████| 1.2G/1.2G [00:10<00:00, 120MB/s]", []),
     ("a config value that is not a number", "torch_dtype: float16", []),
@@ -233,6 +234,22 @@ LINES: list[tuple[str, str, list[tuple[int, str, float, str]]]] = [
 def test_a_line_gives_the_records_a_user_expects(line: str, want: list[tuple[int, str, float, str]]) -> None:
     got = LogParser().parse_line(line)
     assert _same(got, want), f"\n got: {got}\nwant: {want}"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [pytest.param(line, id=case) for case, line, _ in LINES]
+    + [
+        pytest.param("{'loss': 0.5, 'train_loss': 0.4, 'total_flos': 1e15}", id="two names for loss, an ignored key"),
+        pytest.param('{"step": 7, "global_step": 7, "loss": 0.1}', id="two step keys"),
+    ],
+)
+def test_a_line_seen_again_gives_the_same_values(line: str) -> None:
+    # the second time, a dict line's keys are known and take the fast path
+    parser = LogParser()
+    first = [(r.name, r.value, r.raw_name) for r in parser.parse_line(line)]
+    again = [(r.name, r.value, r.raw_name) for r in parser.parse_line(line)]
+    assert repr(again) == repr(first)  # repr: NaN == NaN
 
 
 @pytest.mark.parametrize(
