@@ -6,6 +6,9 @@
     job = acc.follow("runs/old/train.log")                       # tails a file another process writes
     job = acc.capture(sys.stdin.buffer)                           # reads a pipe to its end
 
+(``acc.capture`` is the function; import the other names from this module:
+``from acc.capture import LogCapture``.)
+
 Each is a job in the run store (kind ``"capture"``), recorded through an
 ``acc.Recorder`` exactly as a Trainer's job is: the same series (``loss``,
 ``loss/<task>``, ``learning_rate``, ``grad_norm``, any other metric by name),
@@ -83,6 +86,7 @@ __all__ = ["LogCapture", "capture", "follow"]
 log = logging.getLogger(__name__)
 
 _READ_SIZE = 1 << 16
+_QUEUE_BATCHES = 256  # chunks of at most _READ_SIZE bytes waiting to be parsed
 _TAIL_LINES = 20  # lines of output kept for a failed job's error text
 _EXIT_GRACE = 2.0  # seconds to wait for pipes a finished command's children still hold open
 
@@ -254,7 +258,9 @@ class LogCapture:
             self.alerts_monitor = AlertsMonitor()
             self.alerts_monitor.attach(self.recorder)
         self._sink = _Sink(self)
-        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        # Bounded: a source faster than the recording (a huge file read from its start) waits instead of
+        # filling memory; a command then blocks on its output pipe for a moment, as under a slow terminal.
+        self._queue: queue.Queue[_Item] = queue.Queue(maxsize=_QUEUE_BATCHES)
         self._splitter = LineSplitter(max_line_bytes=4 * self.parser.max_line_length)
         self._feed_lock = threading.Lock()
         self._stop_event = threading.Event()
@@ -374,11 +380,13 @@ class LogCapture:
         status = JobStatus(status)
         if status is JobStatus.RUNNING:
             raise ValueError("close() needs a final status, not 'running'")
+        if self._threads:
+            raise RuntimeError("close() ends a hand-fed capture; this one has a source: use stop() or wait()")
         with self._feed_lock:
             last = self._splitter.finish()
             dropped = self._splitter.take_dropped()
         self._put_lines(last, dropped, "feed")
-        self._queue.put(("end", (status.value, reason)))
+        self._put(("end", (status.value, reason)))
         return self.wait()
 
     def stop(self, *, wait: bool = True, timeout: float | None = 30.0, grace: float = 0.0) -> None:
@@ -402,7 +410,7 @@ class LogCapture:
                 except subprocess.TimeoutExpired:
                     log.warning("capture %s: %s did not end 5 s after SIGTERM; killing it", self.id, self.name)
                     proc.kill()
-        self._queue.put(("stop", None))
+        self._put(("stop", None))
         if wait:
             self.wait(timeout)
 
@@ -429,9 +437,18 @@ class LogCapture:
 
     # -- sources (each runs in its own thread and queues lines) ----------------------
 
+    def _put(self, item: _Item) -> None:
+        """Queue for the worker; gives up once the worker has ended (nothing would take it)."""
+        while not self._finished:
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
     def _put_lines(self, lines: list[str], dropped: int, tag: str) -> None:
         if (lines or dropped) and not self._finished:
-            self._queue.put(("lines", (time.time(), lines, dropped, tag)))
+            self._put(("lines", (time.time(), lines, dropped, tag)))
 
     def _add_source(self, target: Callable[..., None], *args: Any, name: str) -> None:
         self._open_sources += 1
@@ -443,9 +460,9 @@ class LogCapture:
         try:
             target(*args)
         except BaseException as exc:  # handed to the worker, which fails the job with it
-            self._queue.put(("error", exc))
+            self._put(("error", exc))
         finally:
-            self._queue.put(("source_done", None))
+            self._put(("source_done", None))
 
     def _read_fd(self, fd: int, tag: str, echo: IO[Any] | None) -> None:
         """Read a pipe as data arrives (os.read returns what is there), echo it, queue its lines."""
@@ -496,7 +513,7 @@ class LogCapture:
 
         def drain(handle: IO[bytes]) -> None:
             while True:
-                data = handle.read(1 << 20)
+                data = handle.read(_READ_SIZE)
                 if not data:
                     return
                 self._put_lines(splitter.feed(data), splitter.take_dropped(), "file")
@@ -517,7 +534,7 @@ class LogCapture:
                     if first_open and not from_start:
                         f.seek(0, os.SEEK_END)
                     first_open = False
-                data = f.read(1 << 20)
+                data = f.read(_READ_SIZE)
                 if data:
                     last_data = time.monotonic()
                     self._put_lines(splitter.feed(data), splitter.take_dropped(), "file")
@@ -551,7 +568,7 @@ class LogCapture:
                 f.close()
             self._put_lines(splitter.finish(), splitter.take_dropped(), "file")
             if idle_ended:  # after the last lines, so that the worker has them when it ends the job
-                self._queue.put(("idle_end", idle_timeout))
+                self._put(("idle_end", idle_timeout))
 
     # -- the worker: parse, record, end ------------------------------------------------
 
@@ -865,6 +882,23 @@ def _report(cap: LogCapture, out: IO[str]) -> None:
             out.write(f"alert [{alert.severity.value}] {alert.message}\n")
 
 
+def _quiet_broken_pipe(run: Callable[[Any], int]) -> Callable[[Any], int]:
+    """``acc parse log --csv - | head``: the reader leaving early is not an error worth a traceback."""
+
+    def wrapped(args: Any) -> int:
+        try:
+            return run(args)
+        except BrokenPipeError:
+            # Python's documented recipe: point stdout at devnull so the flush at exit does not raise again
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return 1
+
+    wrapped.__doc__ = run.__doc__
+    return wrapped
+
+
+@_quiet_broken_pipe
 def run_capture_cli(args: Any) -> int:
     """``acc capture``: run a command (or follow a file, or read stdin) into a job; exit with its exit code."""
     cmd = list(args.cmd or [])
@@ -914,6 +948,7 @@ def run_capture_cli(args: Any) -> int:
     return rc if rc >= 0 else 128 - rc
 
 
+@_quiet_broken_pipe
 def run_parse_cli(args: Any) -> int:
     """``acc parse FILE``: print what a log holds, export it, optionally save it as a job."""
     from acc.export import records_to_csv, records_to_json

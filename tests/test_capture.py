@@ -154,6 +154,8 @@ def test_stop_ends_a_running_command_as_stopped(tmp_path: Path, store: acc.RunSt
     )
     job = capture([sys.executable, str(script)], store=store, echo=False)
     _wait_for(lambda: job.step >= 5)
+    with pytest.raises(RuntimeError, match="hand-fed"):
+        job.close()
     job.stop(timeout=30)
     assert job.status == "stopped"
     assert store.job(job.id).status is JobStatus.STOPPED
