@@ -132,6 +132,7 @@ class DebugController:
         self._batch: CapturedBatch | None = None
         self._pause_info: StepInfo | None = None
         self._last_info: StepInfo | None = None
+        self._expected: Trainer | None = None
         self._bp_checked = -1
         self._last: dict[str, Any] = {"step": None, "job_id": None, "job_name": None, "max_steps": None, "loop": None}
 
@@ -181,9 +182,13 @@ class DebugController:
         """
         control = self._control
         loop = self._loop
+        reason = "stopped from the debugger"
+        expected = self._expected
+        if not control.bound and control.expecting and expected is not None:
+            expected.stop(wait=wait and not control.in_loop_thread(), timeout=timeout, reason=reason)
+            return self.get_state()  # a job that start() created and whose thread has not attached yet
         if not control.bound or loop is None:
             return self.get_state()
-        reason = "stopped from the debugger"
         loop.request_stop(reason)
         control.request_stop(reason)
         if wait and isinstance(loop, TrainerLoop) and not control.in_loop_thread():
@@ -580,12 +585,21 @@ class DebugController:
     # the loop's side: DebugHook (Trainer) and hand-written loops
     # ======================================================================
 
+    def _expect(self, trainer: Trainer) -> None:
+        """DebugHook: ``start()``/``fit()`` created a job (caller's thread); commands wait for it to attach."""
+        self._expected = trainer
+        self._control.expect()
+
     def _bind(self, trainer: Trainer) -> None:
         """DebugHook: a Trainer's job starts (training thread)."""
+        self._expected = None
         self._bind_loop(TrainerLoop(trainer))
 
     def _unbind(self, trainer: Trainer, status: str) -> None:
         """DebugHook: the job ended (training thread)."""
+        if self._expected is trainer:  # it failed before attaching
+            self._expected = None
+            self._control.stop_expecting()
         loop = self._loop
         if not isinstance(loop, TrainerLoop) or loop.trainer is not trainer:
             return
@@ -614,15 +628,15 @@ class DebugController:
 
     def _wait(self, seq: int, wait: bool, timeout: float, done: Callable[[Control], bool]) -> None:
         control = self._control
-        if not wait or not control.bound or control.in_loop_thread():
+        if not wait or not (control.bound or control.expecting) or control.in_loop_thread():
             return
-        loop = self._loop
 
         def settled() -> bool:
             # lock held: the command was superseded, obeyed, or can no longer be
-            if control.seq != seq or not control.bound or control.stop_requested:
+            if control.seq != seq or not (control.bound or control.expecting) or control.stop_requested:
                 return True
-            if loop is not None and loop.stopping():
+            loop = self._loop
+            if control.bound and loop is not None and loop.stopping():
                 return True
             return control.acked >= seq and done(control)
 
@@ -732,15 +746,19 @@ class DebugController:
                 raise
         assert isinstance(loop, ManualLoop)
         self.attention.clear()
-        if control.stop_requested:
-            self.attention.set()
-            return False
-        latest = self._latest
-        loop.begin(step, latest[1] if latest is not None and latest[0] == self._tick else None)
-        again = self._serve(loop)
-        if again or control.stop_requested:
-            self.attention.set()
-        return not control.stop_requested
+        if not control.stop_requested:
+            latest = self._latest
+            loop.begin(step, latest[1] if latest is not None and latest[0] == self._tick else None)
+            if self._serve(loop):
+                self.attention.set()
+        if not control.stop_requested:
+            return True
+        if loop.implicit:
+            # nothing else will say this loop ended: end it now, so the next loop starts afresh
+            self._unbind_loop(loop, "stopped", None, control.stop_reason)
+        else:
+            self.attention.set()  # every later call inside dbg.loop() answers False too
+        return False
 
     def _serve(self, loop: LoopView) -> bool:
         """The pause point's slow path (the loop's thread). Returns True to be called at the next step.
@@ -859,7 +877,19 @@ class DebugController:
     def _entry(self, key: str) -> tuple[int, Any]:
         if not isinstance(key, str):
             raise TypeError(f"a step-data key is a string, got {type(key).__name__}")
-        return self._step_data.get(key, self._view_tick, self._served_step)
+        try:
+            return self._step_data.get(key, self._view_tick, self._served_step)
+        except KeyError as exc:
+            if key == GRAD_DELTA and self._grad_delta is None:
+                why = (
+                    "no feature_param"
+                    if self.feature_param is None
+                    else "no optimizer known (pass optimizer= to dbg.loop)"
+                )
+                raise KeyError(
+                    f"{exc.args[0]}; grad_delta needs a feature parameter and its optimizer: {why}"
+                ) from None
+            raise
 
     def _step_of(self, tag: int) -> int | None:
         if self._served_step is None:

@@ -66,6 +66,9 @@ class DebugHook(Protocol):
     * ``attention``: an Event the controller sets whenever the loop must call
       ``_pause_point``; the trainer sets it too (stop, checkpoint requests).
       Only the trainer clears it, right before serving it.
+    * ``_expect(trainer)``: called in the caller's thread as ``start()``/``fit()``
+      creates a job, before its thread runs, so a command given right after
+      ``start()`` waits for that job instead of finding none.
     * ``_bind(trainer)`` / ``_unbind(trainer, status)``: called in the training
       thread when a job starts and ends.
     * ``_pause_point(trainer) -> bool``: called at the pause point when
@@ -78,6 +81,7 @@ class DebugHook(Protocol):
 
     attention: threading.Event
 
+    def _expect(self, trainer: Trainer) -> None: ...
     def _bind(self, trainer: Trainer) -> None: ...
     def _unbind(self, trainer: Trainer, status: str) -> None: ...
     def _pause_point(self, trainer: Trainer) -> bool: ...
@@ -385,6 +389,8 @@ class Trainer:
         state.max_steps = state.step + steps if steps is not None else self._epoch_steps(epochs)
         with self._requests_lock:
             self._accepting_requests = True
+        if self._dbg is not None:
+            self._dbg._expect(self)
         return self.job
 
     def _epoch_steps(self, epochs: int | None) -> int | None:

@@ -112,6 +112,21 @@ def test_step_before_the_job_runs_n_steps_then_pauses(two_task_loader: DataLoade
     assert trainer.state.step == 30
 
 
+def test_commands_right_after_start_wait_for_that_job(two_task_loader: DataLoader, store: acc.RunStore) -> None:
+    """start() returns before the job's thread attaches: the next command must still find the job."""
+    dbg = acc.DebugController()
+    trainer = trainer_with(two_task_loader, store, dbg)
+    for _ in range(10):
+        job = trainer.start(steps=100_000)
+        state = dbg.pause()
+        assert state["paused"] and state["job_id"] == job.id
+        job.stop()
+    for _ in range(10):
+        job = trainer.start(steps=100_000)
+        state = dbg.stop()
+        assert job.done() and job.status == "stopped" and state["state"] == "stopped"
+
+
 def test_resume_before_the_job_cancels_a_pending_pause(two_task_loader: DataLoader, store: acc.RunStore) -> None:
     dbg = acc.DebugController()
     dbg.pause()
@@ -237,33 +252,46 @@ def test_the_controller_serves_the_next_job_and_is_collectable(
 
 @pytest.mark.timeout(120)
 def test_stress_random_commands_from_another_thread(two_task_loader: DataLoader, store: acc.RunStore) -> None:
-    """Thousands of random commands while a real model trains: no deadlock, and the steps taken
-    are exactly what the commands allow."""
+    """Thousands of random pause/step/resume/stop commands while a real model trains: no deadlock,
+    and the steps taken are exactly what the commands allow."""
     dbg = acc.DebugController()
     trainer = trainer_with(two_task_loader, store, dbg, fetch_every=7)
     seen = count_steps(trainer)
     job = trainer.start(steps=1_000_000)
     rng = random.Random(0)
-    n_commands = 0
-    exact_checks = 0
+    n_commands = exact_checks = jobs = 0
     for _ in range(60):
         # a burst of fire-and-forget commands, as fast as a UI could send them
+        stopped = False
         for _ in range(50):
-            kind = rng.choice(["pause", "step", "resume", "state", "watch-state"])
+            kind = rng.choices(["pause", "step", "resume", "state", "stop"], weights=[4, 4, 4, 2, 0.1])[0]
             if kind == "pause":
                 dbg.pause(wait=False)
             elif kind == "step":
                 dbg.step(rng.randint(1, 3), wait=False)
             elif kind == "resume":
                 dbg.resume(wait=False)
+            elif kind == "stop":
+                dbg.stop(wait=False)
+                stopped = True
             else:
                 dbg.get_state()
             n_commands += 1
+        if stopped:  # the job ends and takes no more steps; a new one continues the count
+            job.wait(20)
+            assert job.status == "stopped" and dbg.get_state()["state"] == "stopped"
+            s = trainer.state.step
+            time.sleep(0.02)
+            assert trainer.state.step == s
+            job = trainer.start(steps=1_000_000)
+            jobs += 1
         # then a synchronous check of exact accounting
         state = dbg.pause(timeout=20)
         assert state["paused"], state
         s = state["step"]
-        assert trainer.state.step == s == (seen[-1] if seen else 0)  # step 0: paused before the first step
+        assert trainer.state.step == s == (seen[-1] if seen else 0)  # 0: paused before the first step
+        time.sleep(0.01)
+        assert trainer.state.step == s  # paused holds
         n = rng.randint(1, 4)
         state = dbg.step(n, timeout=20)
         assert state["paused"] and state["step"] == s + n and seen[-n:] == list(range(s + 1, s + n + 1))
@@ -273,8 +301,8 @@ def test_stress_random_commands_from_another_thread(two_task_loader: DataLoader,
         if rng.random() < 0.5:
             dbg.resume(wait=False)
             n_commands += 1
-    assert n_commands >= 3000 and exact_checks == 60
-    assert seen == list(range(1, len(seen) + 1))  # every step counted once, in order
+    assert n_commands >= 3000 and exact_checks == 60 and jobs >= 1
+    assert seen == list(range(1, len(seen) + 1))  # every step counted once, in order, across the jobs
     dbg.stop(timeout=20)
     job.wait(20)
     final = trainer.state.step

@@ -277,6 +277,8 @@ def test_the_same_controller_on_a_plain_control_model(store: acc.RunStore) -> No
     assert batch is not None and batch["kind"] == "image" and len(batch["labels"]) == 64
     assert dbg.step(2)["step"] == 6
     assert dbg.list_step_data_keys() == ["hidden_grad"]  # no grad_delta without a feature parameter
+    with pytest.raises(KeyError, match="grad_delta needs a feature parameter and its optimizer: no feature_param"):
+        dbg.force_summary(b="hidden_grad")
     assert dbg.cosine_matrix("hidden_grad")["matrix"].shape == (64, 64)  # any [D, K] step data works
     with pytest.raises(ValueError, match="needs a feature parameter"):
         dbg.cosine_matrix("weights")

@@ -161,6 +161,19 @@ def test_a_loop_without_dbg_loop_still_pauses_and_steps() -> None:
     assert run.taken[-1] == 40 and run.error is None
 
 
+def test_a_stopped_loop_without_dbg_loop_lets_the_next_loop_run() -> None:
+    dbg = acc.DebugController()
+    dbg.pause()
+    first = ManualRun(dbg, steps=40, use_loop=False).start()
+    wait_until(lambda: dbg.is_paused)
+    dbg.stop()
+    first.join()
+    assert first.taken == [1] and dbg.get_state()["state"] == "stopped"
+    second = ManualRun(dbg, steps=10, use_loop=False).start()  # a fresh run of the same loop
+    second.join()
+    assert second.taken == list(range(1, 11))
+
+
 def test_a_feature_param_name_needs_a_model() -> None:
     dbg = acc.DebugController(feature_param="0.weight")
     dbg.pause()

@@ -46,6 +46,8 @@ class Control:
         """Why the loop is (or is about to be) paused: "user", "step budget", "breakpoint: ...", or None."""
         self.bound = False
         """A loop (a Trainer's job, or a hand-written loop) is attached."""
+        self.expecting = False
+        """A Trainer created a job whose thread has not attached yet (commands wait for it)."""
         self.stop_requested = False
         self.stop_reason: str | None = None
         self.loop_thread: threading.Thread | None = None
@@ -75,6 +77,18 @@ class Control:
             self.stop_requested = True
             self.cond.notify_all()
         self.attention.set()
+
+    def expect(self) -> None:
+        with self.lock:
+            self.expecting = True
+            self.stop_requested = False  # a stop of an earlier job is not a stop of this one
+            self.stop_reason = None
+            self.cond.notify_all()
+
+    def stop_expecting(self) -> None:
+        with self.lock:
+            self.expecting = False
+            self.cond.notify_all()
 
     def wake(self) -> None:
         with self.lock:
@@ -172,6 +186,7 @@ class Control:
     def bind(self) -> None:
         with self.lock:
             self.bound = True
+            self.expecting = False
             self.loop_thread = threading.current_thread()
             self.stop_requested = False
             self.stop_reason = None
@@ -187,6 +202,7 @@ class Control:
     def unbind(self, status: str, error: str | None, reason: str | None) -> None:
         with self.lock:
             self.bound = False
+            self.expecting = False
             self.loop_thread = None
             self.paused = False
             self.mode = "run"
@@ -196,11 +212,12 @@ class Control:
             self.last_status = status
             self.error = error
             self.reason = reason
+            self.stop_requested = False  # obeyed: the loop ended
             self.cond.notify_all()
 
     def state_name(self, stopping: bool) -> str:
         """running, pausing, paused, stopped or finished (lock held by the caller)."""
-        if not self.bound:
+        if not self.bound and not self.expecting:
             return "finished" if self.last_status == "completed" else "stopped"
         if stopping or self.stop_requested:
             return "stopped"
