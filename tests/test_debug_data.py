@@ -43,7 +43,14 @@ def paused_recipe(store: acc.RunStore) -> Any:
 def test_the_recipe_fills_step_data_and_the_table(paused_recipe: Any) -> None:
     dbg, _ = paused_recipe
     assert dbg.get_state()["step"] == 5 and dbg.get_state()["n_features"] == 32
-    assert dbg.list_step_data_keys() == ["attraction", "attraction_norm", "grad_delta", "grad_norm", "win_rate"]
+    assert dbg.list_step_data_keys() == [
+        "attraction",
+        "attraction_norm",
+        "grad_delta",
+        "grad_norm",
+        "gradient_force",
+        "win_rate",
+    ]
     info = dbg.step_data_info()
     assert info["attraction"] == {"step": 5, "shape": [32, 64], "dtype": "float32", "kind": "tensor"}
     win = dbg.get_step_data("win_rate")
@@ -164,6 +171,8 @@ def test_forces_of_the_recipe(paused_recipe: Any) -> None:
     weights = dbg.cosine_matrix("weights")  # (any access to the rows works while paused)
     assert weights["step"] == 5
     assert len(detail["weight"]) == 64
+    raw = dbg.force_summary(a="gradient_force", b="attraction")  # the loss's pull before momentum
+    assert raw["n"] == 32 and raw["agree"] + raw["fight"] + raw["neutral"] == 32
     with pytest.raises(ValueError, match=r"force 'win_rate' must be a per-feature update of shape \[D, K\]"):
         dbg.force_summary(b="win_rate")
     with pytest.raises(KeyError, match="no step data 'nope'"):

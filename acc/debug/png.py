@@ -6,6 +6,7 @@ an equivalent of its own otherwise; ``encode_png`` writes 8-bit greyscale or RGB
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import struct
@@ -22,8 +23,12 @@ log = logging.getLogger(__name__)
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+@functools.cache
 def _torchvision_make_grid() -> Any:
-    """``torchvision.utils.make_grid`` or None (torchvision missing or broken, e.g. a CUDA-only build)."""
+    """``torchvision.utils.make_grid`` or None (torchvision missing or broken, e.g. a CUDA-only build).
+
+    Tried once per process: a failing import is slow and would be retried on every call.
+    """
     try:
         from torchvision.utils import make_grid as tv_make_grid
     except Exception:  # ImportError, or RuntimeError from a torchvision built for another torch

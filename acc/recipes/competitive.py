@@ -13,11 +13,13 @@ While a DebugController wants step data, ``CompetitiveRecipe`` pushes, each step
 * ``win_rate`` [D]: the share of the batch each feature won,
 * ``grad_norm`` [D]: the norm of each row's gradient,
 * ``attraction_norm`` [D]: the norm of each row's attraction update,
+* ``gradient_force`` [D, K]: the negative gradient of the rows (the direction the loss pulls them),
 * ``attraction`` [D, K]: the attraction update itself,
 
-and the controller adds ``grad_delta`` [D, K] (the optimizer step's change of
-the rows), so ``dbg.force_summary(a="grad_delta", b="attraction")`` shows
-where the two forces agree or fight.
+and the controller adds ``grad_delta`` [D, K] (the optimizer step's actual
+change of the rows, momentum included), so
+``dbg.force_summary(a="gradient_force", b="attraction")`` (or ``a="grad_delta"``)
+shows where the two forces agree or fight.
 
 ::
 
@@ -136,6 +138,7 @@ class CompetitiveRecipe:
         if grad is not None and self._wants():
             assert self.dbg is not None
             self.dbg.capture_step_data("grad_norm", torch.linalg.vector_norm(grad.detach(), dim=1))
+            self.dbg.capture_step_data("gradient_force", -grad.detach())  # a new tensor: later steps keep off it
 
     def _step_completed(self, state: TrainerState) -> None:
         outputs: Any = state.outputs
