@@ -22,7 +22,9 @@ widget's CSS the same way.
 
 Hot reload: with ``ANYWIDGET_HMR=1`` and the files coming from a repository
 checkout, a small polling thread re-bundles a widget when one of its files
-changes, and anywidget pushes the new code to every live view.
+changes, and anywidget pushes the new code to every live view. (Only then:
+anywidget's change signal holds every widget instance for good, fine while
+developing a widget, a leak otherwise.)
 """
 
 from __future__ import annotations
@@ -119,20 +121,27 @@ def _bundle_css(stem: str) -> tuple[str, list[Path]]:
 Builder = Callable[[str], tuple[str, list[Path]]]
 
 
-def _make(stem: str, builder: Builder) -> VirtualFileContents:
+def _make(stem: str, builder: Builder) -> str | VirtualFileContents:
     text, files = builder(stem)
+    if not (_hot_reload_enabled() and files and all(REPO_DIR in f.parents for f in files)):
+        # A plain string: anywidget keeps a strong reference from a VirtualFileContents' signal to
+        # every widget instance (to push new code), which would keep every widget alive for ever.
+        return text
     contents = VirtualFileContents(text)
-    if _hot_reload_enabled() and files and all(REPO_DIR in f.parents for f in files):
-        _Watcher.instance().watch(contents, files, lambda: builder(stem))
+    _Watcher.instance().watch(contents, files, lambda: builder(stem))
     return contents
 
 
-def esm(stem: str) -> VirtualFileContents:
-    """The widget's ES module with ``_shared.js`` inlined, ready for ``AnyWidget._esm``."""
+def esm(stem: str) -> str | VirtualFileContents:
+    """The widget's ES module with ``_shared.js`` inlined, ready for ``AnyWidget._esm``.
+
+    A string; with hot reload on (``ANYWIDGET_HMR=1``, files from the repository) a
+    ``VirtualFileContents`` that changes when a file does.
+    """
     return _make(stem, _bundle_js)
 
 
-def css(stem: str) -> VirtualFileContents:
+def css(stem: str) -> str | VirtualFileContents:
     """``_shared.css`` + ``<stem>.css`` (either may be absent), ready for ``AnyWidget._css``."""
     return _make(stem, _bundle_css)
 

@@ -189,9 +189,12 @@ class AccWidget(anywidget.AnyWidget):
 
     # -- lifetime ------------------------------------------------------------------
     def close(self) -> None:
-        for handle in self._handles:
+        # also called by Widget.__del__, possibly on an instance whose __init__ failed half-way
+        for handle in getattr(self, "_handles", ()):
             handle.remove()
-        self._handles.clear()
-        for name in self._scheduled:
-            self._pump.cancel((self.model_id, name))
+        if getattr(self, "_handles", None):
+            self._handles.clear()
+        if self.comm is not None:
+            for name in getattr(self, "_scheduled", ()):
+                self._pump.cancel((self.model_id, name))
         super().close()

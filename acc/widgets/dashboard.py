@@ -186,7 +186,8 @@ class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
         return self.panels[name]
 
     def close(self) -> None:
-        for widget in self.panels.values():
+        # also called by Widget.__del__, possibly on an instance whose __init__ failed half-way
+        for widget in getattr(self, "panels", {}).values():
             widget.close()
         super().close()
 
