@@ -17,6 +17,10 @@ def field_texts(scope: Any) -> dict[str, str]:
     return {name: scope.locator(f"[data-acc-field='{name}']").first.inner_text() for name in fields}
 
 
+def set_theme(page: Any, theme: str) -> None:
+    page.evaluate("(theme) => window.jupyterapp.commands.execute('apputils:change-theme', { theme })", theme)
+
+
 def test_quickstart_dashboard_shows_health_progress_history_and_survives_a_reload(open_notebook: Any) -> None:
     nb = open_notebook("notebooks/01_quickstart.ipynb")
     page = nb.page
@@ -69,6 +73,22 @@ def test_quickstart_dashboard_shows_health_progress_history_and_survives_a_reloa
     ARTIFACTS.mkdir(exist_ok=True)
     page.locator(f"{OUT} .acc-dashboard").first.screenshot(path=str(ARTIFACTS / "dashboard.png"))
     history_text = history.inner_text()
+
+    # Dark theme: the colours come from JupyterLab's variables, so the panel follows the theme.
+    card = panel.locator(".acc-card").first
+    light = card.evaluate("e => getComputedStyle(e).backgroundColor")
+    try:
+        set_theme(page, "JupyterLab Dark")
+        page.wait_for_function(
+            "([e, light]) => getComputedStyle(e).backgroundColor !== light", arg=[card.element_handle(), light]
+        )
+        word = panel.locator("[data-acc-field='health']")
+        success = word.evaluate("e => getComputedStyle(e).getPropertyValue('--jp-success-color1').trim()")
+        assert success, "the dark theme defines --jp-success-color1"
+        page.wait_for_timeout(500)  # the theme's transition
+        panel.screenshot(path=str(ARTIFACTS / "dashboard-dark.png"))
+    finally:
+        set_theme(page, "JupyterLab Light")
 
     # A page reload drops the views; acc.show(trainer) in a new cell shows the same state again.
     nb.open()
