@@ -29,6 +29,7 @@ from acc.trainer import Job, Trainer
 
 if TYPE_CHECKING:  # the widgets are imported on first use (see __getattr__ below)
     from acc.widgets.dashboard import Dashboard
+    from acc.widgets.loss_chart import LossChart
     from acc.widgets.loss_health_panel import LossHealthPanel
     from acc.widgets.show import show
 
@@ -38,6 +39,7 @@ __version__ = "0.1.0"
 # they load on first use, so scripts and the CLI that never show a widget do not pay for them.
 _LAZY = {
     "Dashboard": "acc.widgets.dashboard",
+    "LossChart": "acc.widgets.loss_chart",
     "LossHealthPanel": "acc.widgets.loss_health_panel",
     "show": "acc.widgets.show",
 }
@@ -69,6 +71,7 @@ __all__ = [
     "JobStatus",
     "LogCapture",
     "LogParser",
+    "LossChart",
     "LossHealth",
     "LossHealthPanel",
     "LossSummary",

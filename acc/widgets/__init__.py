@@ -21,12 +21,14 @@ from __future__ import annotations
 from acc.widgets._pump import UpdatePump, default_pump
 from acc.widgets._source import LiveSource, as_source
 from acc.widgets.dashboard import Dashboard, register_panel
+from acc.widgets.loss_chart import LossChart
 from acc.widgets.loss_health_panel import LossHealthPanel
 from acc.widgets.show import show
 
 __all__ = [
     "Dashboard",
     "LiveSource",
+    "LossChart",
     "LossHealthPanel",
     "UpdatePump",
     "as_source",
