@@ -59,7 +59,7 @@ __all__ = ["LossHealthPanel"]
 
 logger = logging.getLogger(__name__)
 
-STATE_POLL_SECONDS = 0.5  # how often the run state is re-read while nothing else happens (a debugger's pause)
+STATE_POLL_SECONDS = 0.25  # how often the run state is re-read while nothing else happens (a debugger's pause)
 RATE_WINDOW_SECONDS = 5.0
 
 
@@ -228,7 +228,7 @@ class LossHealthPanel(AccWidget):
             else:
                 values.pop("summary")
             values["history"] = self._patched_history(values.pop("_summaries"))
-        self._set(**values)
+            self._set(**values)  # under the lock: a select_job from the kernel thread cannot interleave
 
     def _refresh_state(self) -> None:
         self.run_state = self.source.run_state()
