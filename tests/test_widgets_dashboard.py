@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -132,3 +133,16 @@ def test_show_displays_the_newest_dashboard_of_a_trainer_again(
     assert isinstance(fresh, Dashboard) and fresh.source.store is store
     newest.close()
     assert show(trainer) is not newest
+
+
+def test_a_dashboard_for_a_log_capture_of_a_real_script(store: acc.RunStore, pump: UpdatePump) -> None:
+    script = "import sys\nfor step in range(1, 41):\n    print(f'step {step} loss {2.0 / step:.4f}')\n"
+    capture = acc.capture([sys.executable, "-c", script], store=store, echo=False, alerts=False)
+    dash = Dashboard(capture, pump=pump)
+    capture.wait()
+    panel = dash.panel
+    assert panel is not None and dash.errors == {}
+    assert panel.source_kind == "recorder" and panel.source.owner is capture
+    assert panel.run_state == "finished" and panel.step == 40
+    assert [r["task"] for r in panel.summary] == ["loss"] and panel.summary[0]["steps"] == 40
+    assert panel.history[0]["id"] == capture.id
