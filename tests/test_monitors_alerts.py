@@ -251,3 +251,22 @@ def test_alerts_resolve_in_a_real_run_and_the_resolution_is_stored(
     assert [(e["payload"]["event"], e["step"]) for e in events] == [("raised", 11), ("resolved", 15)]
     (resolved,) = [a for a in trainer.status().resolved_alerts if a["code"] == "window"]
     assert resolved["first_step"] == 11 and resolved["last_step"] == 13 and resolved["resolved_step"] == 15
+
+
+def test_a_periodic_spike_is_one_episode_not_an_alert_every_few_steps() -> None:
+    """Cycling 14 batches, one of them hard: the spike comes back every 14 steps, inside the spike window."""
+    events: list[tuple[str, bool]] = []
+    alerts = AlertsMonitor(notify=lambda a: events.append((a.code, a.active)))
+    step = 0
+    for _ in range(12):
+        for k in range(14):
+            step += 1
+            alerts.check_all(step=step, loss=3.0 if k == 13 else 1.0 + 0.001 * (step % 3))
+    (spike,) = [a for a in alerts.active_alerts() if a.code == "loss_spike"]
+    assert spike.count == 12  # every spike counted on the one alert
+    assert events.count(("loss_spike", True)) == 1  # raised (and notified) once
+    for _ in range(25):
+        step += 1
+        alerts.check_all(step=step, loss=1.0)
+    assert ("loss_spike", False) in events  # a clean spike window later, resolved
+    assert events.count(("loss_spike", True)) == 1

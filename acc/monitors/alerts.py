@@ -7,7 +7,10 @@ first time (stored with the job, passed to the user's ``notify`` hook), then
 only counted while the condition holds (no spam); after ``resolve_after``
 clean checks in a row it is resolved, with its step, stored and notified
 again. A rule whose inputs are absent from a check is not evaluated: it
-neither raises nor counts as clean.
+neither raises nor counts as clean. Rules about a window of steps resolve
+only after a clean window (a spike after ``spike_window`` clean steps, a
+plateau after ``plateau_window``): a periodic spike or a plateau hovering at
+the threshold is one episode, not an alert every few steps.
 
 Built-in rules (codes): ``nan_loss`` (critical: stop), ``loss_spike`` (>= 2x
 the recent median), ``exploding_gradients``, ``vanishing_gradients``,
@@ -198,11 +201,28 @@ class AlertContext:
 
 @dataclass(frozen=True)
 class Rule:
-    """``check(ctx) -> Finding | None | SKIP``, evaluated only when every field in ``needs`` is known."""
+    """``check(ctx) -> Finding | None | SKIP``, evaluated only when every field in ``needs`` is known.
+
+    ``resolve_after``: clean checks in a row that resolve its alert (None: the manager's).
+    """
 
     code: str
     check: Callable[[AlertContext], RuleResult]
     needs: tuple[str, ...] = ()
+    resolve_after: int | None = None
+    _needs: frozenset[str] = field(init=False, repr=False, compare=False, default=frozenset())
+
+    def __post_init__(self) -> None:
+        if not callable(self.check):
+            raise TypeError(f"rule {self.code!r}: check must be a function ctx -> Finding | None")
+        if self.resolve_after is not None and (
+            isinstance(self.resolve_after, bool) or not isinstance(self.resolve_after, int) or self.resolve_after < 1
+        ):
+            raise ValueError(
+                f"rule {self.code!r}: resolve_after must be a positive integer, got {self.resolve_after!r}"
+            )
+        object.__setattr__(self, "needs", tuple(self.needs))
+        object.__setattr__(self, "_needs", frozenset(self.needs))
 
 
 # -- built-in rules ------------------------------------------------------------
@@ -439,6 +459,8 @@ class _LrState:
         self.last = lr
 
 
+_CONTEXT_FIELDS = frozenset(f.name for f in fields(AlertContext))
+
 BUILTIN_CODES = (
     "nan_loss",
     "loss_spike",
@@ -460,13 +482,14 @@ def builtin_rules(th: AlertThresholds, lr_state: _LrState | None = None) -> list
     lr = lr_state or _LrState()
     return [
         Rule("nan_loss", _nan_loss, ("loss",)),
-        Rule("loss_spike", _loss_spike(th), ("loss",)),
-        Rule("exploding_gradients", _exploding(th)),
-        Rule("vanishing_gradients", _vanishing(th)),
+        Rule("loss_spike", _loss_spike(th), ("loss",), resolve_after=th.spike_window),
+        # checked every step when the global norm is fetched: a short burst is one episode
+        Rule("exploding_gradients", _exploding(th), resolve_after=10),
+        Rule("vanishing_gradients", _vanishing(th), resolve_after=10),
         Rule("dead_layers", _dead("layer_summary", "layers"), ("layer_summary",)),
         Rule("dead_adapters", _dead("adapter_summary", "adapters"), ("adapter_summary",)),
         Rule("gradient_imbalance", _imbalance(th), ("layer_summary",)),
-        Rule("plateau", _plateau(th), ("loss",)),
+        Rule("plateau", _plateau(th), ("loss",), resolve_after=th.plateau_window),
         Rule("poor_calibration", _calibration("calibration_error", "training batches", th), ("calibration_error",)),
         Rule(
             "poor_eval_calibration",
@@ -544,7 +567,12 @@ class AlertsMonitor(MonitorBase):
     # -- rules -------------------------------------------------------------
 
     def add_rule(
-        self, code: str | Rule, check: Callable[[AlertContext], RuleResult] | None = None, *, needs: Iterable[str] = ()
+        self,
+        code: str | Rule,
+        check: Callable[[AlertContext], RuleResult] | None = None,
+        *,
+        needs: Iterable[str] = (),
+        resolve_after: int | None = None,
     ) -> RemovableHandle:
         """Add a custom rule: ``add_rule("my_code", fn, needs=("loss",))``; returns a handle that removes it.
 
@@ -557,7 +585,7 @@ class AlertsMonitor(MonitorBase):
         else:
             if check is None or not callable(check):
                 raise TypeError(f"add_rule({code!r}, check): check must be a function ctx -> Finding | None")
-            rule = Rule(str(code), check, tuple(needs))
+            rule = Rule(str(code), check, tuple(needs), resolve_after)
         self._add(rule)
 
         def remove() -> None:
@@ -602,15 +630,26 @@ class AlertsMonitor(MonitorBase):
             ("streaming_ce", streaming_ce),
         )
         for name, value in given:
-            if isinstance(value, bool) or (value is not None and not isinstance(value, numbers.Real)):
+            # float/int first: the numbers.Real ABC check costs microseconds, and this runs every step
+            if value is not None and (type(value) is bool or not isinstance(value, (float, int, numbers.Real))):
                 raise TypeError(f"check_all({name}=...) takes a host number, got {type(value).__name__}")
-        known = {f.name for f in fields(AlertContext)}
-        kw = {k: v for k, v in extra.items() if k in known}
-        rest = {k: v for k, v in extra.items() if k not in known}
+        kw = {k: v for k, v in extra.items() if k in _CONTEXT_FIELDS}
+        rest = {k: v for k, v in extra.items() if k not in _CONTEXT_FIELDS}
+        present = {name for name, value in given if value is not None}
+        present.update(k for k, v in extra.items() if v is not None)
+        for name, value in (
+            ("gradient_norms", gradient_norms),
+            ("exact_match", exact_match),
+            ("calibration_error", calibration_error),
+        ):
+            if value is not None:
+                present.add(name)
         step = int(step)
         with self._lock:
-            history = list(self._losses) if recent_losses is None else [float(v) for v in recent_losses]
-            history = [v for v in history if math.isfinite(v)]
+            if recent_losses is None:
+                history: list[float] = list(self._losses)  # finite only
+            else:
+                history = [v for v in map(float, recent_losses) if math.isfinite(v)]
             if learning_rate is not None:
                 self._lr.update(step, float(learning_rate), history)
                 self._lr_history.append((step, float(learning_rate)))
@@ -623,22 +662,22 @@ class AlertsMonitor(MonitorBase):
                 calibration_error=calibration_error,
                 learning_rate=None if learning_rate is None else float(learning_rate),
                 recent_losses=history,
-                lr_history=list(self._lr_history),
+                lr_history=self._lr_history,  # read-only for the rules: no copy per check
                 extra=rest,
                 **kw,
             )
-            events = self._evaluate(ctx, [*self._builtin, *self._custom])
-            if loss is not None and recent_losses is None:
+            events = self._evaluate(ctx, present, [*self._builtin, *self._custom])
+            if loss is not None and recent_losses is None and math.isfinite(loss):
                 self._losses.append(float(loss))
             active = sorted(self._active.values(), key=_alert_order)
         for kind, alert in events:
             self._emit(kind, alert)
         return active
 
-    def _evaluate(self, ctx: AlertContext, rules: list[Rule]) -> list[tuple[str, Alert]]:
+    def _evaluate(self, ctx: AlertContext, present: set[str], rules: list[Rule]) -> list[tuple[str, Alert]]:
         events: list[tuple[str, Alert]] = []
         for rule in rules:
-            if any(ctx.get(n) is None for n in rule.needs):
+            if not rule._needs <= present:
                 continue
             try:
                 result = rule.check(ctx)
@@ -671,7 +710,7 @@ class AlertsMonitor(MonitorBase):
                         alert.severity = Severity(result.severity)
             elif alert is not None:
                 alert.clean_checks += 1
-                if alert.clean_checks >= self.resolve_after:
+                if alert.clean_checks >= (rule.resolve_after or self.resolve_after):
                     alert.resolved_step = ctx.step
                     del self._active[rule.code]
                     self._resolved.append(alert)

@@ -40,6 +40,7 @@ from acc.monitors.streaming import (
     _check_labels,
     _check_logits,
     _reduce_outputs,
+    _unpack,
     default_extractor,
     ece_from_bins,
     trend,
@@ -233,6 +234,7 @@ class FixedEvalMonitor(MonitorBase):
         device = first.device if first is not None else torch.device("cpu")
         started = time.perf_counter()
         total: torch.Tensor | None = None
+        n_rows = 0
         loss_sum: torch.Tensor | None = None
         hits: list[torch.Tensor] = []
         was_training = model.training
@@ -252,6 +254,7 @@ class FixedEvalMonitor(MonitorBase):
                     vec = _reduce_outputs(logits, labels, self.n_bins)
                     loss = self.loss_fn(logits, labels).detach().float().reshape(())
                     total = vec if total is None else total + vec
+                    n_rows += logits.numel() // logits.shape[-1]
                     loss_sum = loss if loss_sum is None else loss_sum + loss
                     if self.slices is not None:
                         hit: torch.Tensor = logits.argmax(-1) == labels
@@ -265,17 +268,17 @@ class FixedEvalMonitor(MonitorBase):
             tickets.append(self._queue.put(torch.cat(hits)))
         self._queue.fetch()
         host = [t.get() for t in tickets]
-        v, loss_total = host[0], float(host[1][0])
-        counted, bad = v[3], v[4]
-        nb = self.n_bins
+        loss_total = float(host[1][0])
+        _, correct, counted, bins = _unpack(host[0], n_rows, self.n_bins)
+        bad = bins[-1]
         heatmap = None
         if self.slices is not None:
             heatmap = sliced_accuracy(host[2] > 0.5, self.slices[0], self.slices[1], self.slice_names)
         result = EvalResult(
             step=int(step) if step is not None else (self.history[-1].step + 1 if self.history else 0),
             loss=loss_total / counted if counted > 0 else math.nan,
-            accuracy=(v[2] / counted if counted > 0 else math.nan) if bad == 0 else math.nan,
-            ece=ece_from_bins(np.concatenate([v[5 : 5 + 3 * nb], [bad]])),
+            accuracy=(correct / counted if counted > 0 else math.nan) if bad == 0 else math.nan,
+            ece=ece_from_bins(bins),
             n=int(counted),
             seconds=time.perf_counter() - started,
             heatmap=heatmap,

@@ -243,6 +243,11 @@ def _norms_by_device(queue: FetchQueue, tensors: list[torch.Tensor], idx: list[i
     return [(ids, queue.put(torch.stack(norms))) for ids, norms in groups.values()]
 
 
+def _sub_in_place(old: list[torch.Tensor], new: list[torch.Tensor]) -> list[torch.Tensor]:
+    torch._foreach_sub_(old, new)
+    return old
+
+
 def _foreach_by_group(
     op: Callable[..., Any], first: list[torch.Tensor], *others: list[torch.Tensor]
 ) -> list[torch.Tensor]:
@@ -355,7 +360,8 @@ class GradientMonitor(MonitorBase):
     def _reset(self) -> None:
         with self._lock:
             self._pending: list[_Pending] = []
-            self._before: tuple[int, list[int], list[torch.Tensor]] | None = None
+            # step, parameter indices, weight copies, weight norms (queued)
+            self._before: tuple[int, list[int], list[torch.Tensor], list[tuple[list[int], Ticket]]] | None = None
             self._samples: deque[GradientSample] = deque(maxlen=64)
             self._auto_step = 0
             if self._built:
@@ -418,8 +424,13 @@ class GradientMonitor(MonitorBase):
         before = None
         if self._updates_on and idx:
             weights = [self._params[i].detach() for i in idx]
-            # one fused copy of the weights the optimizer is about to change
-            before = (step, idx, _foreach_by_group(lambda w: torch._foreach_mul(w, 1.0), weights))
+            # the weight norms now, and one fused copy of the weights the optimizer is about to change
+            before = (
+                step,
+                idx,
+                _foreach_by_group(lambda w: torch._foreach_mul(w, 1.0), weights),
+                _norms_by_device(self._queue, weights, idx),
+            )
             pending.waiting_update = True
         with self._lock:
             self._pending.append(pending)
@@ -432,11 +443,10 @@ class GradientMonitor(MonitorBase):
             before, self._before = self._before, None
         if before is None:
             return
-        step, idx, old = before
+        step, idx, old, wn = before
         new = [self._params[i].detach() for i in idx]
-        delta = _foreach_by_group(torch._foreach_sub, new, old)
-        dn = _norms_by_device(self._queue, delta, idx)
-        wn = _norms_by_device(self._queue, old, idx)
+        _foreach_by_group(_sub_in_place, old, new)  # the copy becomes -(weight change): no new allocation
+        dn = _norms_by_device(self._queue, old, idx)
         with self._lock:
             for p in reversed(self._pending):
                 if p.step == step:
