@@ -5,7 +5,7 @@ The public names are listed in ``__all__``; see DESIGN.md for the map.
 
 from typing import TYPE_CHECKING, Any
 
-from acc import tasks
+from acc import monitors, tasks
 from acc.capture import LogCapture, capture, follow
 from acc.checkpoints import Checkpoint, CheckpointError, CheckpointNode, CheckpointStore
 from acc.debug_controller import BreakpointError, DebugController
@@ -21,6 +21,7 @@ from acc.loss_health import (
     infer_task_type,
     worst_health,
 )
+from acc.monitors import TrainingStatus
 from acc.recorder import Recorder, step_info_to_records
 from acc.state import StepInfo, TrainerState
 from acc.store import JobRecord, JobStatus, RunStore, StoreError
@@ -86,12 +87,14 @@ __all__ = [
     "Thresholds",
     "Trainer",
     "TrainerState",
+    "TrainingStatus",
     "__version__",
     "capture",
     "classify_loss",
     "compute_loss_summary",
     "follow",
     "infer_task_type",
+    "monitors",
     "parse_file",
     "parse_lines",
     "show",
