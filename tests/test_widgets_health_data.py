@@ -223,3 +223,20 @@ def test_checkpoint_rows_walk_the_tree_with_a_health_per_node(tmp_path: Path) ->
     ]
     json.dumps(rows, allow_nan=False)
     assert [r["name"] for r in checkpoint_rows(cs.tree(), limit=2)] == ["child", "bare"]
+
+
+@pytest.mark.parametrize("n", [0, 1, 95, 96, 97, 191, 1000, 12_345])
+def test_sparkline_from_values_matches_adding_one_by_one(n: int) -> None:
+    rng = np.random.default_rng(n)
+    values = rng.random(n) * 3
+    if n > 10:
+        values[[3, n // 2, n - 1]] = [NAN, INF, -INF]  # non-finite values at the start, middle and end
+    one_by_one = Sparkline()
+    one_by_one.extend(values.tolist())
+    at_once = Sparkline.from_values(values)
+    assert at_once.width == one_by_one.width
+    np.testing.assert_allclose(at_once.values(), one_by_one.values(), rtol=1e-12)  # NaN where NaN
+    more = rng.random(300).tolist()  # and it goes on growing the same way
+    one_by_one.extend(more)
+    at_once.extend(more)
+    np.testing.assert_allclose(at_once.values(), one_by_one.values(), rtol=1e-12)

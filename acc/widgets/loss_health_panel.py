@@ -36,7 +36,7 @@ import traitlets
 from acc.events import Event
 from acc.loss_health import LossSummary
 from acc.state import TrainerState
-from acc.store import JobRecord, RunStore
+from acc.store import JobRecord, RunStore, loss_series_name
 from acc.widgets._base import AccWidget, CommandError, Field
 from acc.widgets._binary import json_number
 from acc.widgets._health_data import (
@@ -363,21 +363,28 @@ def _record_specs(record: JobRecord) -> dict[str, dict[str, Any]]:
 def _stored_log(
     store: RunStore, job_id: int, specs: dict[str, dict[str, Any]], every: int, *, live: bool
 ) -> tuple[LossLog, dict[str, Sparkline]]:
-    """A job's folded log and sparklines from its stored ``loss/<task>`` series."""
+    """A job's folded log and sparklines from its stored ``loss/<task>`` series.
+
+    The sparklines read each whole series once (numpy); the log reads only the
+    steps its newest entries cover.
+    """
     if live:
         store.flush()  # what the recorder queued before we subscribed is committed now
-    log_ = LossLog(every)
-    sparks: dict[str, Sparkline] = {}
     found = stored_tasks(store, job_id)
     tasks = [t for t in specs if t in found] + [t for t in found if t not in specs]  # the job's task order
-    health = classifier(specs)
-    for step, losses in stored_steps(store, job_id, tasks):
-        log_.add(step, losses, {t: health(t, v) for t, v in losses.items()})
-        for task, value in losses.items():
-            spark = sparks.get(task)
-            if spark is None:
-                spark = sparks[task] = Sparkline()
-            spark.add(value)
+    sparks: dict[str, Sparkline] = {}
+    last = 0
+    for task in tasks:
+        steps, values, _ = store.series(job_id, loss_series_name(task))
+        sparks[task] = Sparkline.from_values(values)
+        if len(steps):
+            last = max(last, int(steps[-1]))
+    log_ = LossLog(every)
+    if last:
+        first_bucket = max(0, (last - 1) // every - log_.keep + 1)
+        health = classifier(specs)
+        for step, losses in stored_steps(store, job_id, tasks, start=first_bucket * every + 1):
+            log_.add(step, losses, {t: health(t, v) for t, v in losses.items()})
     return log_, sparks
 
 
