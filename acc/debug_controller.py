@@ -34,40 +34,30 @@ except where noted: the batch grid is PNG ``bytes``, cosine matrices are
 from __future__ import annotations
 
 import contextlib
-import itertools
-import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from acc.debug.batch import CapturedBatch, describe_batch
-from acc.debug.breakpoints import Breakpoint, BreakpointError, BreakpointHandle, Predicate, make_breakpoint
-from acc.debug.control import Control
+from acc.debug.batch import describe_batch
+from acc.debug.breakpoints import BreakpointError, BreakpointHandle, Predicate, make_breakpoint
 from acc.debug.cosine import as_rows, order_features
 from acc.debug.cosine import cosine_matrix as _cosine_matrix
-from acc.debug.features import GradDelta, resolve_feature_param
+from acc.debug.engine import DEFAULT_TIMEOUT, GRAD_DELTA, Engine
+from acc.debug.features import resolve_feature_param
 from acc.debug.forces import force_detail as _force_detail
 from acc.debug.forces import force_summary as _force_summary
-from acc.debug.loops import LoopView, ManualLoop, TrainerLoop, describe_error, loop_summary
-from acc.debug.step_data import StepData, describe_value, to_host
+from acc.debug.loops import ManualLoop
+from acc.debug.step_data import describe_value, to_host
 from acc.debug.tables import DEFAULT_RULES, StatusRule, feature_table
-from acc.debug.watches import DEFAULT_TRAJECTORY_CAP, Watches
+from acc.debug.watches import DEFAULT_TRAJECTORY_CAP
 from acc.events import RemovableHandle
-from acc.state import StepInfo
 
 if TYPE_CHECKING:
     from acc.trainer import Trainer
 
 __all__ = ["GRAD_DELTA", "BreakpointError", "DebugController"]
-
-log = logging.getLogger(__name__)
-
-GRAD_DELTA = "grad_delta"
-"""The step-data key of the feature parameter's change over the optimizer step."""
-
-DEFAULT_TIMEOUT = 10.0
 
 
 class DebugController:
@@ -104,37 +94,13 @@ class DebugController:
             isinstance(fetch_every, bool) or not isinstance(fetch_every, int) or fetch_every < 1
         ):
             raise ValueError(f"fetch_every must be a positive integer, got {fetch_every!r}")
-        self.attention = threading.Event()
-        """Set whenever the loop must call the controller at its pause point (the Trainer clears it)."""
         self.feature_param = feature_param
-        self.fetch_every = fetch_every
         self.table_rules: list[StatusRule] = [
             StatusRule.coerce(r) for r in (DEFAULT_RULES if table_rules is None else table_rules)
         ]
-        self._control = Control(self.attention)
-        self._watches = Watches(trajectory_cap)
-        self._step_data = StepData()
-        self._breakpoints: dict[int, Breakpoint] = {}
-        self._bp_lock = threading.Lock()
-        self._bp_ids = itertools.count(1)
-        self._loop: LoopView | None = None
-        self._param: torch.Tensor | None = feature_param if isinstance(feature_param, torch.Tensor) else None
-        self._grad_delta: GradDelta | None = None
-        self._gd_seen = 0
-        # step data and batch bookkeeping (see _serve)
-        self._collecting = False
-        self._fresh = True
-        self._tick = 0
-        self._view_tick = 0
-        self._served_step: int | None = None
-        self._served_count = 0
-        self._latest: tuple[int, CapturedBatch] | None = None
-        self._batch: CapturedBatch | None = None
-        self._pause_info: StepInfo | None = None
-        self._last_info: StepInfo | None = None
-        self._expected: Trainer | None = None
-        self._bp_checked = -1
-        self._last: dict[str, Any] = {"step": None, "job_id": None, "job_name": None, "max_steps": None, "loop": None}
+        self._engine = Engine(feature_param, trajectory_cap, fetch_every)
+        self.attention: threading.Event = self._engine.attention
+        """Set whenever the loop must call the controller at its pause point (the Trainer clears it)."""
 
     # ======================================================================
     # control
@@ -150,8 +116,8 @@ class DebugController:
         the controller saw whole (so its batch and step data are complete).
         With no job running, the next job pauses before its first step.
         """
-        seq = self._command("pause")
-        self._wait(seq, wait, timeout, lambda c: c.paused)
+        seq = self._engine.command("pause")
+        self._engine.wait(seq, wait, timeout, lambda c: c.paused)
         return self.get_state()
 
     def step(self, n: int = 1, *, wait: bool = True, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
@@ -163,14 +129,14 @@ class DebugController:
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"step(n) needs a positive integer number of steps, got {n!r}")
-        seq = self._command("step", n)
-        self._wait(seq, wait, timeout, lambda c: c.paused)
+        seq = self._engine.command("step", n)
+        self._engine.wait(seq, wait, timeout, lambda c: c.paused)
         return self.get_state()
 
     def resume(self, *, wait: bool = True, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
         """Run free again; with ``wait``, until the loop has left its pause. Returns ``get_state()``."""
-        seq = self._command("resume")
-        self._wait(seq, wait, timeout, lambda c: not c.paused)
+        seq = self._engine.command("resume")
+        self._engine.wait(seq, wait, timeout, lambda c: not c.paused)
         return self.get_state()
 
     def stop(self, *, wait: bool = True, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
@@ -180,32 +146,18 @@ class DebugController:
         return False. With ``wait``, blocks until a Trainer's job has ended.
         Does nothing when no loop is running.
         """
-        control = self._control
-        loop = self._loop
-        reason = "stopped from the debugger"
-        expected = self._expected
-        if not control.bound and control.expecting and expected is not None:
-            expected.stop(wait=wait and not control.in_loop_thread(), timeout=timeout, reason=reason)
-            return self.get_state()  # a job that start() created and whose thread has not attached yet
-        if not control.bound or loop is None:
-            return self.get_state()
-        loop.request_stop(reason)
-        control.request_stop(reason)
-        if wait and isinstance(loop, TrainerLoop) and not control.in_loop_thread():
-            job = loop.trainer.job
-            if job is not None:
-                job._done.wait(timeout)
+        self._engine.stop(wait, timeout)
         return self.get_state()
 
     @property
     def is_paused(self) -> bool:
         """True while the loop is holding at a pause point."""
-        return self._control.paused
+        return self._engine.control.paused
 
     @property
     def wants_step_data(self) -> bool:
         """True while step data is kept; a loop may skip computing step data when False."""
-        return self._collecting
+        return self._engine.collecting
 
     def wait_if_paused(self, step: int | None = None) -> bool:
         """A hand-written loop's pause point: call it once per step, after the optimizer step.
@@ -218,7 +170,7 @@ class DebugController:
         """
         if not self.attention.is_set():
             return True
-        return self._manual_pause_point(step)
+        return self._engine.manual_pause_point(step)
 
     def get_state(self) -> dict[str, Any]:
         """The controller's live state, JSON-friendly.
@@ -232,56 +184,7 @@ class DebugController:
         "job_id", "job_name", "job_status", "error", "loop" (trainer|manual|None),
         "watched", "breakpoints", "feature_param", "n_features"}``.
         """
-        control = self._control
-        loop = self._loop
-        with control.lock:
-            bound = control.bound
-            stopping = bool(bound and loop is not None and loop.stopping())
-            name = control.state_name(stopping)
-            paused = control.paused
-            pending = control.pending_name()
-            reason = control.reason
-            job_status = "running" if bound else control.last_status
-            error = control.error
-            mode, target = control.mode, control.target
-        step = loop.step() if (bound and loop is not None) else self._last["step"]
-        info = self._pause_info if paused else (loop.last_info() if loop is not None else self._last_info)
-        batch = self._batch
-        meta = (
-            loop_summary(loop)
-            if loop is not None
-            else {k: self._last[k] for k in ("loop", "job_id", "job_name", "max_steps")}
-        )
-        param = self._param
-        return {
-            "state": name,
-            "paused": paused,
-            "step": step,
-            "max_steps": meta["max_steps"],
-            "has_batch": batch is not None,
-            "batch_step": batch.step if batch is not None else None,
-            "reason": reason,
-            "pending": pending,
-            "steps_left": max(0, target - step)
-            if (mode == "step" and target is not None and step is not None)
-            else None,
-            "loss": info.get("loss") if info else None,
-            "losses": dict(info.get("losses") or {}) if info else {},
-            "health": dict(info.get("health") or {}) if info else {},
-            "overall_health": info.get("overall_health") if info else None,
-            "loss_step": info.get("step") if info else None,
-            "job_id": meta["job_id"],
-            "job_name": meta["job_name"],
-            "job_status": job_status,
-            "error": error,
-            "loop": meta["loop"],
-            "watched": self._watches.watched(),
-            "breakpoints": self.list_breakpoints(),
-            "feature_param": self.feature_param
-            if isinstance(self.feature_param, str) or self.feature_param is None
-            else "<tensor>",
-            "n_features": int(param.shape[0]) if param is not None else None,
-        }
+        return self._engine.state()
 
     @contextlib.contextmanager
     def loop(
@@ -306,21 +209,8 @@ class DebugController:
         The block ends the loop "completed", "stopped" (after ``stop()`` or
         KeyboardInterrupt) or "failed" (an exception, re-raised).
         """
-        loop = ManualLoop(model, optimizer, name)
-        status, error = "completed", None
-        try:
-            self._bind_loop(loop)
+        with self._engine.manual_loop(ManualLoop(model, optimizer, name)):
             yield self
-            if self._control.stop_requested:
-                status = "stopped"
-        except KeyboardInterrupt:
-            status = "stopped"
-            raise
-        except BaseException as exc:
-            status, error = "failed", describe_error(exc)
-            raise
-        finally:
-            self._unbind_loop(loop, status, error, self._control.stop_reason)
 
     # ======================================================================
     # breakpoints
@@ -338,25 +228,17 @@ class DebugController:
         An exception in a predicate fails the job (``BreakpointError``).
         nan/critical/predicate breakpoints cost one host fetch per step while set.
         """
-        bp = make_breakpoint(next(self._bp_ids), condition, step=step, every=every)
-        with self._bp_lock:
-            self._breakpoints[bp.id] = bp
-        self._engage()
-
-        def remove() -> None:
-            with self._bp_lock:
-                self._breakpoints.pop(bp.id, None)
-
-        return BreakpointHandle(bp, remove)
+        bp = make_breakpoint(next(self._engine.bp_ids), condition, step=step, every=every)
+        return BreakpointHandle(bp, self._engine.add_breakpoint(bp))
 
     def list_breakpoints(self) -> list[dict[str, Any]]:
         """``[{"id", "kind", "description", "hits"}, ...]``."""
-        with self._bp_lock:
-            return [bp.to_dict() for bp in self._breakpoints.values()]
+        return self._engine.list_breakpoints()
 
     def clear_breakpoints(self) -> None:
-        with self._bp_lock:
-            self._breakpoints.clear()
+        engine = self._engine
+        with engine.bp_lock:
+            engine.breakpoints.clear()
 
     # ======================================================================
     # batches
@@ -371,12 +253,7 @@ class DebugController:
         references (no copy, no cost). A Trainer needs no call: its batch is
         taken at the pause.
         """
-        cap = CapturedBatch.of(step, batch, loss)
-        control = self._control
-        if not control.bound or control.paused:
-            cap = cap.cloned_copy()
-            self._batch = cap
-        self._latest = (self._tick, cap)
+        self._engine.capture_batch(batch, loss, step)
 
     def get_batch(self, *, nrow: int = 8) -> dict[str, Any] | None:
         """The batch of the step the loop paused at (or the last captured one); None when there is none.
@@ -387,7 +264,7 @@ class DebugController:
         1/3 or [B, H, W] inputs), "grid" (its layout), "summary" (shape,
         dtype, min/max/mean/std of the inputs)}``.
         """
-        batch = self._batch
+        batch = self._engine.batch
         return describe_batch(batch, nrow=nrow) if batch is not None else None
 
     # ======================================================================
@@ -405,18 +282,19 @@ class DebugController:
         """
         if not isinstance(key, str) or not key:
             raise TypeError(f"a step-data key must be a non-empty string, got {key!r}")
-        if self._collecting:
-            self._step_data.put(key, self._tick, data)
+        engine = self._engine
+        if engine.collecting:
+            engine.step_data.put(key, engine.tick, data)
 
     def list_step_data_keys(self) -> list[str]:
         """The keys of the current step's data (the paused step's, while paused), sorted."""
-        return sorted(self._step_data.entries(self._view_tick))
+        return sorted(self._engine.entries())
 
     def step_data_info(self) -> dict[str, dict[str, Any]]:
         """``{key: {"step", "shape", "dtype", "kind"}}`` of the current step data, without fetching values."""
         return {
-            key: {"step": self._step_of(tag), **describe_value(value)}
-            for key, (tag, value) in sorted(self._step_data.entries(self._view_tick).items())
+            key: {"step": self._engine.step_of(tag), **describe_value(value)}
+            for key, (tag, value) in sorted(self._engine.entries().items())
         }
 
     def get_step_data(self, key: str, *, as_tensor: bool = False) -> dict[str, Any]:
@@ -426,10 +304,10 @@ class DebugController:
         containers converted inside; ``as_tensor=True`` returns it unconverted.
         An unknown key raises KeyError listing the keys there are.
         """
-        tag, value = self._entry(key)
+        tag, value = self._engine.entry(key)
         return {
             "key": key,
-            "step": self._step_of(tag),
+            "step": self._engine.step_of(tag),
             "value": value if as_tensor else to_host(value),
             **describe_value(value),
         }
@@ -451,12 +329,12 @@ class DebugController:
         ``acc.debug.tables.feature_table`` for the exact shape.
         """
         if keys is None:
-            entries = self._step_data.entries(self._view_tick)
+            entries = self._engine.entries()
             metrics = {k: v for k, (_, v) in sorted(entries.items()) if isinstance(v, torch.Tensor) and v.dim() == 1}
             if not metrics:
                 raise ValueError(f"no per-feature ([D]) metrics in the step data; keys: {sorted(entries) or 'none'}")
         else:
-            metrics = {k: self._entry(k)[1] for k in keys}
+            metrics = {k: self._engine.entry(k)[1] for k in keys}
         table = feature_table(
             metrics,
             rules=self.table_rules if rules is None else rules,
@@ -464,7 +342,7 @@ class DebugController:
             descending=descending,
             limit=limit,
         )
-        table["step"] = self._served_step
+        table["step"] = self._engine.served_step
         return table
 
     # ======================================================================
@@ -478,13 +356,14 @@ class DebugController:
         Returns ``{"feature", "step", "a_name", "b_name", "a", "b", "sum", "weight",
         "cos", "norm_a", "norm_b", "norm_sum", "agree"}`` (vectors as lists of floats).
         """
-        tag_a, fa = self._entry(a)
-        _, fb = self._entry(b)
-        weight = self._weights_snapshot() if self._param is not None else None
+        engine = self._engine
+        tag_a, fa = engine.entry(a)
+        _, fb = engine.entry(b)
+        weight = engine.weights_snapshot() if engine.param is not None else None
         if weight is not None and (weight.dim() != 2 or weight.shape[0] != _rows(fa)):
             weight = None
         out = _force_detail(feature, _as_2d(fa, a), _as_2d(fb, b), weight, a_name=a, b_name=b)
-        out["step"] = self._step_of(tag_a)
+        out["step"] = engine.step_of(tag_a)
         return out
 
     def force_summary(self, *, a: str = GRAD_DELTA, b: str) -> dict[str, Any]:
@@ -492,10 +371,10 @@ class DebugController:
 
         ``{"a", "b", "step", "n", "agree", "fight", "neutral", "mean_cos", "cos": [D], "norm_a": [D], "norm_b": [D]}``.
         """
-        tag_a, fa = self._entry(a)
-        _, fb = self._entry(b)
+        tag_a, fa = self._engine.entry(a)
+        _, fb = self._engine.entry(b)
         out = _force_summary(_as_2d(fa, a), _as_2d(fb, b), a_name=a, b_name=b)
-        out["step"] = self._step_of(tag_a)
+        out["step"] = self._engine.step_of(tag_a)
         return out
 
     def cosine_matrix(
@@ -515,19 +394,19 @@ class DebugController:
         """
         if not isinstance(source, str):
             raise TypeError(f"source must be 'weights', 'grad_delta' or a step-data key, got {type(source).__name__}")
+        engine = self._engine
         if source == "weights":
-            if self._param is None:
+            if engine.param is None:
                 raise ValueError(self._no_feature_param("cosine_matrix('weights')"))
-            x = self._weights_snapshot()
-            step = self._current_step()
+            x = engine.weights_snapshot()
+            step = engine.current_step()
         else:
-            tag, value = self._entry(source)
-            x = value
-            step = self._step_of(tag)
+            tag, x = engine.entry(source)
+            step = engine.step_of(tag)
         rows = as_rows(x, source)
         order = None
         if order_by is not None:
-            _, metric = self._entry(order_by)
+            _, metric = engine.entry(order_by)
             order = order_features(metric, rows.shape[0], order_by, descending=descending)
         out = _cosine_matrix(rows, order)
         return {"source": source, "step": step, "order_by": order_by, **out}
@@ -548,38 +427,40 @@ class DebugController:
             raise ValueError(self._no_feature_param("add_watch"))
         if isinstance(feature, bool) or not isinstance(feature, int):
             raise TypeError(f"a watched feature is a row index (int), got {feature!r}")
-        param = self._param
+        param = self._engine.param
         if feature < 0 or (param is not None and feature >= param.shape[0]):
             d = f"{param.shape[0]} rows (0..{param.shape[0] - 1})" if param is not None else "no negative rows"
             raise IndexError(f"feature {feature} is out of range: the feature parameter has {d}")
-        self._watches.add(feature)
-        self._engage()
-        self._control.wake()  # a paused loop takes the reference row now
+        watches = self._engine.watches
+        watches.add(feature)
+        self._engine.engage()
+        self._engine.control.wake()  # a paused loop takes the reference row now
 
         def remove() -> None:
-            self._watches.remove(feature)
+            watches.remove(feature)
 
         return RemovableHandle(remove)
 
     def remove_watch(self, feature: int) -> None:
         """Stop following ``feature``; its trajectory is kept. KeyError when it is not watched."""
-        if not self._watches.remove(feature):
-            raise KeyError(f"feature {feature!r} is not watched; watched: {self._watches.watched()}")
+        watches = self._engine.watches
+        if not watches.remove(feature):
+            raise KeyError(f"feature {feature!r} is not watched; watched: {watches.watched()}")
 
     def get_watched(self) -> list[int]:
-        return self._watches.watched()
+        return self._engine.watches.watched()
 
     def get_trajectories(self) -> dict[int, list[dict[str, Any]]]:
         """``{feature: [{"step", "cosine", <metric>...}, ...]}`` for every feature watched in this job
         (removed watches included); non-finite values are None. At most ``trajectory_cap`` points each."""
-        return self._watches.trajectories()
+        return self._engine.watches.trajectories()
 
     def trajectories_frame(self) -> Any:
         """The trajectories as a pandas DataFrame: columns feature, step, cosine and one per metric."""
-        return self._watches.frame()
+        return self._engine.watches.frame()
 
     def clear_trajectories(self) -> None:
-        self._watches.clear_trajectories()
+        self._engine.watches.clear_trajectories()
 
     # ======================================================================
     # the loop's side: DebugHook (Trainer) and hand-written loops
@@ -587,328 +468,23 @@ class DebugController:
 
     def _expect(self, trainer: Trainer) -> None:
         """DebugHook: ``start()``/``fit()`` created a job (caller's thread); commands wait for it to attach."""
-        self._expected = trainer
-        self._control.expect()
+        self._engine.expect(trainer)
 
     def _bind(self, trainer: Trainer) -> None:
         """DebugHook: a Trainer's job starts (training thread)."""
-        self._expected = None
-        self._bind_loop(TrainerLoop(trainer))
+        self._engine.bind_trainer(trainer)
 
     def _unbind(self, trainer: Trainer, status: str) -> None:
         """DebugHook: the job ended (training thread)."""
-        if self._expected is trainer:  # it failed before attaching
-            self._expected = None
-            self._control.stop_expecting()
-        loop = self._loop
-        if not isinstance(loop, TrainerLoop) or loop.trainer is not trainer:
-            return
-        error = describe_error(trainer.state.error) if status == "failed" else None
-        reason = trainer.state.stop_reason or trainer._stop_reason
-        self._unbind_loop(loop, status, error, reason)
+        self._engine.unbind_trainer(trainer, status)
 
     def _pause_point(self, trainer: Trainer) -> bool:
         """DebugHook: the Trainer's pause point, when ``attention`` was set. True: call again next step."""
-        loop = self._loop
-        if loop is None or not isinstance(loop, TrainerLoop) or loop.trainer is not trainer:
-            return False
-        return self._serve(loop)
+        return self._engine.trainer_pause_point(trainer)
 
     def _wake(self) -> None:
         """DebugHook: the trainer is stopping; leave any wait now."""
-        self._control.wake()
-
-    # -- internals ---------------------------------------------------------
-
-    def _command(self, kind: Any, n: int = 0) -> int:
-        seq = self._control.command(kind, n)
-        if kind != "resume":  # a resume needs nothing from the loop but to leave its pause
-            self._engage()
-        return seq
-
-    def _wait(self, seq: int, wait: bool, timeout: float, done: Callable[[Control], bool]) -> None:
-        control = self._control
-        if not wait or not (control.bound or control.expecting) or control.in_loop_thread():
-            return
-
-        def settled() -> bool:
-            # lock held: the command was superseded, obeyed, or can no longer be
-            if control.seq != seq or not (control.bound or control.expecting) or control.stop_requested:
-                return True
-            loop = self._loop
-            if control.bound and loop is not None and loop.stopping():
-                return True
-            return control.acked >= seq and done(control)
-
-        if not control.wait_for(settled, timeout):
-            log.warning("the loop did not obey within %.1f s (a long step?); the command stays pending", timeout)
-
-    def _engage(self) -> None:
-        """Someone asks (a command, a watch, a breakpoint): keep step data and be called every step."""
-        with self._control.lock:
-            if not self._collecting:
-                self._collecting = True
-                self._fresh = True  # the step in progress started before: its data is incomplete
-        self.attention.set()
-
-    def _engaged_locked(self) -> bool:
-        c = self._control
-        return (
-            c.mode != "run"
-            or (c.cmd is not None and c.acked != c.seq)
-            or c.paused
-            or bool(self._watches)
-            or bool(self._breakpoints)
-        )
-
-    def _bind_loop(self, loop: LoopView) -> None:
-        """Attach a loop (in its thread). If this raises after attaching, the caller ends it "failed"."""
-        old = self._loop
-        if old is not None and self._control.bound:
-            if isinstance(old, ManualLoop) and old.implicit:
-                self._unbind_loop(old, "completed", None, None)  # a loop that never said it ended
-            else:
-                raise RuntimeError(
-                    f"this DebugController already steers a running {old.kind} loop (job {old.job_id}); "
-                    "use one controller per loop"
-                )
-        self._grad_delta = None
-        self._gd_seen = 0
-        self._watches.start_job()
-        self._step_data.clear()
-        self._batch = None
-        self._latest = None
-        self._pause_info = None
-        self._served_count = 0
-        self._bp_checked = loop.step() if not isinstance(loop, ManualLoop) else -1
-        self._served_step = loop.step() if not isinstance(loop, ManualLoop) else None
-        self._tick += 1
-        self._view_tick = self._tick
-        self._loop = loop
-        self._control.bind()
-        param = self._param
-        if isinstance(self.feature_param, str):
-            param = resolve_feature_param(loop.model, self.feature_param)
-        elif self.feature_param is not None:
-            param = self.feature_param
-        if param is not None:
-            top = self._watches.max_id()
-            if top is not None and top >= param.shape[0]:
-                raise IndexError(
-                    f"watched feature {top} is out of range: {self.feature_param!r} has {param.shape[0]} rows"
-                )
-            self._watches.take_refs(param, loop.step())  # watches set before the job start from its first row
-        self._param = param
-        if param is not None and loop.optimizer is not None:
-            self._grad_delta = GradDelta(param, loop.optimizer)
-        with self._control.lock:
-            engaged = self._engaged_locked()
-            self._collecting = engaged
-            self._fresh = not engaged  # engaged from the start: the first step is seen whole
-        if engaged:
-            if self._grad_delta is not None:
-                self._grad_delta.attach()
-            self.attention.set()
-
-    def _unbind_loop(self, loop: LoopView, status: str, error: str | None, reason: str | None) -> None:
-        if self._loop is not loop:
-            return
-        try:
-            if self._grad_delta is not None:
-                self._grad_delta.detach()
-            self._watches.fetch()
-        finally:
-            self._last = {"step": loop.step(), **loop_summary(loop)}
-            self._last_info = loop.last_info() or self._pause_info
-            if status == "failed":
-                reason = f"failed: {error}" if error else "failed"
-            elif status == "completed":
-                reason = None
-            self._grad_delta = None
-            self._loop = None
-            with self._control.lock:
-                self._collecting = False
-                self._fresh = True
-            self._control.unbind(status, error, reason)
-
-    def _manual_pause_point(self, step: int | None) -> bool:
-        control = self._control
-        loop = self._loop
-        if loop is not None and not isinstance(loop, ManualLoop):
-            return not loop.stopping()  # a Trainer serves its own pause point
-        if loop is None:
-            loop = ManualLoop()
-            loop.implicit = True  # a loop without dbg.loop(): it stays attached until another binds
-            try:
-                self._bind_loop(loop)
-            except BaseException as exc:
-                self._unbind_loop(loop, "failed", describe_error(exc), None)
-                raise
-        assert isinstance(loop, ManualLoop)
-        self.attention.clear()
-        if not control.stop_requested:
-            latest = self._latest
-            loop.begin(step, latest[1] if latest is not None and latest[0] == self._tick else None)
-            if self._serve(loop):
-                self.attention.set()
-        if not control.stop_requested:
-            return True
-        if loop.implicit:
-            # nothing else will say this loop ended: end it now, so the next loop starts afresh
-            self._unbind_loop(loop, "stopped", None, control.stop_reason)
-        else:
-            self.attention.set()  # every later call inside dbg.loop() answers False too
-        return False
-
-    def _serve(self, loop: LoopView) -> bool:
-        """The pause point's slow path (the loop's thread). Returns True to be called at the next step.
-
-        Data captured since the previous served pause point carries tag
-        ``tick`` and belongs to the step just taken.
-        """
-        control = self._control
-        s = loop.step()
-        took = loop.took_step()
-        tick = self._tick
-        with control.lock:
-            full = not self._fresh or not took
-            self._fresh = False
-        breakpoint_reason = None
-        if took:
-            self._served_count += 1
-            self._step_data.drop_older(tick)
-            self._publish_grad_delta(tick)
-            self._record_watches(loop, s, tick)
-            breakpoint_reason = self._check_breakpoints(loop, s)
-        self._view_tick = tick
-        self._served_step = s
-        if control.decide(s, full=full, breakpoint_reason=breakpoint_reason, stopping=loop.stopping()):
-            self._prepare_pause(loop, s, tick)
-            control.hold(s, loop.stopping, lambda: self._idle(loop, s))
-            self._take_watch_refs(s)  # watches added just before a step()/resume()
-        self._tick = tick + 1
-        with control.lock:
-            engaged = self._engaged_locked() and not control.stop_requested
-            if not engaged:
-                self._collecting = False
-                self._fresh = True
-            elif not self._collecting:
-                # engaged by a command that reached us before _engage() ran: we are between two
-                # steps, so the next one is seen whole
-                self._collecting = True
-                self._fresh = False
-        gd = self._grad_delta
-        if gd is not None:
-            if engaged:
-                gd.attach()
-            else:
-                gd.detach()
-        return engaged
-
-    def _publish_grad_delta(self, tick: int) -> None:
-        gd = self._grad_delta
-        if gd is None or gd.serial == self._gd_seen or gd.delta is None:
-            return
-        self._gd_seen = gd.serial
-        self._step_data.put(GRAD_DELTA, tick, gd.delta)
-
-    def _record_watches(self, loop: LoopView, step: int, tick: int) -> None:
-        param = self._param
-        if param is None or not self._watches:
-            return
-        d = param.shape[0]
-        metrics = {
-            k: v
-            for k, (_, v) in sorted(self._step_data.entries(tick).items())
-            if isinstance(v, torch.Tensor) and v.dim() == 1 and v.shape[0] == d
-        }
-        self._watches.record(step, param, metrics)
-        self._watches.take_refs(param, step)
-        every = self.fetch_every or loop.fetch_every
-        if self._watches.n_pending() >= every:
-            self._watches.fetch()
-
-    def _take_watch_refs(self, step: int) -> None:
-        if self._param is not None and self._watches.needs_refs():
-            self._watches.take_refs(self._param, step)
-
-    def _check_breakpoints(self, loop: LoopView, step: int) -> str | None:
-        with self._bp_lock:
-            bps = list(self._breakpoints.values())
-        if not bps:
-            return None
-        reason: str | None = None
-        for bp in bps:
-            if not bp.needs_info:
-                hit = bp.check_step(step)
-                if hit is not None:
-                    bp.hits += 1
-                    reason = reason or hit
-        value_bps = [bp for bp in bps if bp.needs_info]
-        if value_bps:
-            infos = loop.infos_after(self._bp_checked)
-            self._bp_checked = step
-            for info in infos:
-                for bp in value_bps:
-                    hit = bp.check_info(info)
-                    if hit is not None:
-                        bp.hits += 1
-                        reason = reason or hit
-        return reason
-
-    def _prepare_pause(self, loop: LoopView, step: int, tick: int) -> None:
-        """About to pause: the step's losses on the host, its batch copied, watch points fetched."""
-        self._pause_info = loop.pause_info(step)
-        latest = self._latest
-        captured = latest[1] if latest is not None and latest[0] == tick else None
-        if captured is None and loop.took_step():
-            captured = loop.batch(step)
-        if captured is not None:
-            if captured.step is None:
-                captured.step = step
-            self._batch = captured.cloned_copy()
-        self._watches.fetch()
-
-    def _idle(self, loop: LoopView, step: int) -> None:
-        """While paused: serve the trainer's requests and take the reference rows of new watches."""
-        loop.run_pending()
-        self._take_watch_refs(step)
-
-    def _entry(self, key: str) -> tuple[int, Any]:
-        if not isinstance(key, str):
-            raise TypeError(f"a step-data key is a string, got {type(key).__name__}")
-        try:
-            return self._step_data.get(key, self._view_tick, self._served_step)
-        except KeyError as exc:
-            if key == GRAD_DELTA and self._grad_delta is None:
-                why = (
-                    "no feature_param"
-                    if self.feature_param is None
-                    else "no optimizer known (pass optimizer= to dbg.loop)"
-                )
-                raise KeyError(
-                    f"{exc.args[0]}; grad_delta needs a feature parameter and its optimizer: {why}"
-                ) from None
-            raise
-
-    def _step_of(self, tag: int) -> int | None:
-        if self._served_step is None:
-            return None
-        return self._served_step if tag <= self._view_tick else self._served_step + 1
-
-    def _current_step(self) -> int | None:
-        loop = self._loop
-        return loop.step() if loop is not None else self._last["step"]
-
-    def _weights_snapshot(self) -> torch.Tensor:
-        """A copy of the feature parameter taken between two steps (consistent while training runs)."""
-        param = self._param
-        assert param is not None
-        loop = self._loop
-        control = self._control
-        if isinstance(loop, TrainerLoop) and control.bound and not control.paused and not control.in_loop_thread():
-            return loop.trainer._call_in_loop(lambda: param.detach().clone(), DEFAULT_TIMEOUT)
-        return param.detach().clone()
+        self._engine.control.wake()
 
     def _no_feature_param(self, what: str) -> str:
         return (

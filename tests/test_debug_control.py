@@ -127,6 +127,22 @@ def test_commands_right_after_start_wait_for_that_job(two_task_loader: DataLoade
         assert job.done() and job.status == "stopped" and state["state"] == "stopped"
 
 
+def test_one_controller_steers_one_job_at_a_time(two_task_loader: DataLoader, store: acc.RunStore) -> None:
+    dbg = acc.DebugController()
+    first = trainer_with(two_task_loader, store, dbg)
+    second = trainer_with(two_task_loader, store, dbg)
+    job1 = first.start(steps=100_000)
+    s = dbg.pause()["step"]
+    job2 = second.start(steps=10)
+    with pytest.raises(RuntimeError, match="already steers a running trainer loop"):
+        job2.wait(10)
+    state = dbg.get_state()
+    assert state["paused"] and state["job_id"] == job1.id and state["step"] == s
+    assert dbg.step(2)["step"] == s + 2  # the first job is still under control
+    dbg.stop()
+    assert job1.wait(10).status == "stopped"
+
+
 def test_resume_before_the_job_cancels_a_pending_pause(two_task_loader: DataLoader, store: acc.RunStore) -> None:
     dbg = acc.DebugController()
     dbg.pause()

@@ -81,8 +81,9 @@ class Control:
     def expect(self) -> None:
         with self.lock:
             self.expecting = True
-            self.stop_requested = False  # a stop of an earlier job is not a stop of this one
-            self.stop_reason = None
+            if not self.bound:  # a stop of an earlier job is not a stop of this one
+                self.stop_requested = False
+                self.stop_reason = None
             self.cond.notify_all()
 
     def stop_expecting(self) -> None:
