@@ -120,8 +120,7 @@ def test_monitors_attach_to_a_recorder_in_a_hand_written_loop(store: acc.RunStor
             grads.sample(step)  # on the device; fetched with the Recorder's METRICS_FETCHED
             opt.step()
             grads.after_step()
-            if step % streaming.every == 0:
-                streaming.observe(logits, y, step=step)
+            streaming.observe(logits, y, step=step)  # reduced at sampled steps only (every=2)
             throughput.update(num_samples=len(x), step=step)
             rec.record(step, {"cls": loss.detach()})
     assert not grads.attached  # the handle detached them all
@@ -129,6 +128,7 @@ def test_monitors_attach_to_a_recorder_in_a_hand_written_loop(store: acc.RunStor
     assert status.job_id == rec.job_id and status.step == 30 and status.status == "completed"
     assert status.layer_summary is not None and status.layer_summary["step"] == 30
     assert status.accuracy_last_20 is not None and status.samples_per_sec is not None
+    assert [s.step for s in streaming._samples][:3] == [2, 4, 6]
     assert "nan_loss" in {a["code"] for a in status.active_alerts + status.resolved_alerts}
     assert read_status(status_path(store.root, rec.job_id)).step == 30  # type: ignore[arg-type]
     assert status.monitor_errors == []

@@ -258,3 +258,13 @@ def test_lora_model_in_a_trainer_reports_the_dead_adapter(store: acc.RunStore) -
     assert "dead_adapters" in codes  # a verdict, with a recommendation
     alert = next(a for a in status.active_alerts if a["code"] == "dead_adapters")
     assert "frozen zero" in alert["recommendation"]
+
+
+def test_before_the_first_sample_layers_are_unknown_not_frozen() -> None:
+    model = TinyLoRANet()
+    stats = GradientMonitor(model).get_layer_stats()
+    assert stats["head"]["status"] == "unknown"  # trainable, not sampled yet
+    assert stats["embed"]["status"] == "frozen"  # requires_grad=False is known without a sample
+    summary = create_lora_monitor(model).get_summary()
+    assert summary["text"] == "no gradient sample yet (2 trainable adapters)"
+    assert summary["dead_layers"] == [] and summary["unknown_layers"] == ["q", "v"]

@@ -144,7 +144,7 @@ def test_in_a_trainer_with_a_fake_clock_the_eta_follows_max_steps(store: acc.Run
     job = trainer.start(steps=40)
     job.wait(30)
     assert etas[20] == pytest.approx(2.0)  # 20 steps left of max_steps=40, at 0.1 s each
-    assert etas[1] is None  # no pace yet
+    assert etas[1] == pytest.approx(3.9)  # from the first step: the job's start opens the window
     s = thr.get_statistics()
     assert s["samples_per_sec"] == pytest.approx(160.0)
     assert s["samples_per_sec_avg"] == pytest.approx(160.0)
@@ -154,3 +154,14 @@ def test_in_a_trainer_with_a_fake_clock_the_eta_follows_max_steps(store: acc.Run
     assert thr.estimate_time_remaining(10) == pytest.approx(1.0)
     status = trainer.status()
     assert status.samples_per_sec == pytest.approx(160.0) and status.throughput_trend == "stable"
+
+
+def test_a_rate_from_the_first_step_after_start() -> None:
+    clock = FakeClock()
+    thr = ThroughputMonitor(clock=clock, total_steps=11)
+    thr.start()
+    clock.now += 2.0
+    thr.update(100, num_samples=4)
+    s = thr.get_statistics()
+    assert s["tokens_per_sec"] == pytest.approx(50.0) and s["samples_per_sec"] == pytest.approx(2.0)
+    assert s["eta_seconds"] == pytest.approx(20.0)  # 10 steps left at 2 s each

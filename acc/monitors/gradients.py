@@ -61,7 +61,8 @@ __all__ = [
 
 log = logging.getLogger("acc.monitors")
 
-LayerStatus = Literal["active", "vanishing", "exploding", "dead", "frozen"]
+LayerStatus = Literal["active", "vanishing", "exploding", "dead", "frozen", "unknown"]
+"""``unknown``: a trainable layer before its first sample."""
 
 DEFAULT_ADAPTER_PATTERN = re.compile(r"(?:^|\.)(?:lora_(?:embedding_)?[AB]|lora_magnitude_vector)(?:\.|$)")
 """peft's adapter parameter names; the adapted module is the name before the match."""
@@ -106,23 +107,27 @@ def summarize_layers(
     stats: dict[str, dict[str, Any]], thresholds: GradientThresholds, noun: str = "layers"
 ) -> dict[str, Any]:
     """The seed's summary of per-layer stats, with the verdict counts and a one-line text."""
-    by_status: dict[str, list[str]] = {s: [] for s in ("active", "vanishing", "exploding", "dead", "frozen")}
+    by_status: dict[str, list[str]] = {s: [] for s in ("active", "vanishing", "exploding", "dead", "frozen", "unknown")}
     for name, s in stats.items():
         by_status[s["status"]].append(name)
     norms = [
         s["current_grad_norm"]
         for s in stats.values()
-        if s["status"] != "frozen" and math.isfinite(s["current_grad_norm"]) and s["current_grad_norm"] > 0
+        if s["status"] not in ("frozen", "unknown")
+        and math.isfinite(s["current_grad_norm"])
+        and s["current_grad_norm"] > 0
     ]
     ratio = max(norms) / min(norms) if len(norms) >= 2 else None
     trainable = len(stats) - len(by_status["frozen"])
     # "alive" = receiving a usable gradient: active, or small-but-non-zero
     active = len(by_status["active"]) + len(by_status["vanishing"])
     ranked = sorted(
-        ((n, s["current_grad_norm"]) for n, s in stats.items() if s["status"] != "frozen"),
+        ((n, s["current_grad_norm"]) for n, s in stats.items() if s["status"] not in ("frozen", "unknown")),
         key=lambda item: -item[1] if math.isfinite(item[1]) else -math.inf,
     )
     parts = [f"{active}/{trainable} {noun} active"]
+    if trainable and len(by_status["unknown"]) == trainable:
+        parts = [f"no gradient sample yet ({trainable} trainable {noun})"]
     for status in ("dead", "exploding", "frozen"):
         if by_status[status]:
             parts.append(f"{len(by_status[status])} {status}")
@@ -134,6 +139,7 @@ def summarize_layers(
         "vanishing_layers": by_status["vanishing"],
         "exploding_layers": by_status["exploding"],
         "frozen_layers": by_status["frozen"],
+        "unknown_layers": by_status["unknown"],
         "imbalance_ratio": ratio,
         "imbalanced": ratio is not None and ratio >= thresholds.imbalance,
         "top_layers": [{"name": n, "grad_norm": v} for n, v in ranked[:5]],
@@ -207,7 +213,9 @@ class _Group:
             "num_params": self.n_params,
             "zero_streak": self.zero_streak,
             "step": self.step,
-            "status": layer_status(grad, self.zero_streak, thresholds),
+            "status": "unknown"
+            if self.trainable and self.step is None
+            else layer_status(grad, self.zero_streak, thresholds),
         }
 
 

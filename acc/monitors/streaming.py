@@ -440,7 +440,7 @@ class StreamingMonitor(MonitorBase):
         if got is None:
             return
         logits, labels = got
-        self.observe(logits, labels, step=state.step)
+        self.observe(logits, labels, step=state.step, force=True)
 
     def _on_fetched(self, state: TrainerState) -> None:
         with self._lock:
@@ -470,18 +470,25 @@ class StreamingMonitor(MonitorBase):
         self._ema_history.append((self._n_steps if step is None else step, smoothed))
         return smoothed
 
-    def observe(self, logits: torch.Tensor, labels: torch.Tensor | None = None, step: int | None = None) -> None:
-        """Reduce one batch's logits (and labels) on the device; fetched at the next report (no sync here)."""
+    def observe(
+        self, logits: torch.Tensor, labels: torch.Tensor | None = None, step: int | None = None, *, force: bool = False
+    ) -> bool:
+        """Reduce one batch's logits (and labels) on the device if ``step`` is sampled (every ``every``
+        steps; always without a step, or with ``force``); fetched at the next report, no sync here.
+        Returns True when it sampled."""
+        if step is not None and not force and step % self.every:
+            return False
         _check_logits(logits)
         if labels is not None:
             _check_labels(labels, logits)
         if logits.numel() == 0:
-            return
+            return False
         ticket = self._queue.put(_reduce_outputs(logits, labels, self.n_bins, self.ignore_index))
         rows = logits.numel() // logits.shape[-1]
         with self._lock:
             self._auto_step += 1
             self._pending.append((self._auto_step if step is None else int(step), ticket, rows))
+        return True
 
     def report(self) -> list[OutputSample]:
         """Fetch the observed batches (one transfer) and update entropy, accuracy and calibration."""

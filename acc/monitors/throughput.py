@@ -232,6 +232,14 @@ class ThroughputMonitor(MonitorBase):
             return None
         return float(sum(counts)) / span
 
+    def _entries(self) -> list[list[Any]]:
+        """The window, opened by the start time until it is full (a rate from the very first step)."""
+        with self._lock:
+            entries = list(self._window)
+            if len(entries) < self.window_size and self._start is not None:
+                entries.insert(0, [0, self._start, 0, 0])
+            return entries
+
     def _average(self, total: int) -> float | None:
         if self._start is None or self._last_time is None:
             return None
@@ -251,9 +259,8 @@ class ThroughputMonitor(MonitorBase):
 
     def get_trend(self) -> Trend:
         """The window's second half vs its first (tokens/s, else samples/s, else steps/s)."""
-        with self._lock:
-            entries = list(self._window)
-            slot = 3 if self._has_tokens else 2
+        entries = self._entries()
+        slot = 3 if self._has_tokens else 2
         if len(entries) < 10:
             return "insufficient_data"
         mid = len(entries) // 2
@@ -273,9 +280,8 @@ class ThroughputMonitor(MonitorBase):
 
     def estimate_time_remaining(self, remaining_steps: int | None = None) -> float | None:
         """Seconds left at the window's steps/s: ``remaining_steps`` or ``total_steps - step`` (None if unknown)."""
-        with self._lock:
-            entries = list(self._window)
-            last_step = self._last_step
+        entries = self._entries()
+        last_step = self._last_step
         if remaining_steps is None:
             total = self.total_steps
             state = getattr(self, "_target_state", None)
@@ -295,8 +301,8 @@ class ThroughputMonitor(MonitorBase):
 
     def get_statistics(self) -> dict[str, Any]:
         """Host values: tokens/samples/steps per second (window and average), trend, ETA, elapsed and totals."""
+        entries = self._entries()
         with self._lock:
-            entries = list(self._window)
             tokens_avg = self._average(self._total_tokens) if self._has_tokens else None
             stats: dict[str, Any] = {
                 "tokens_per_sec": self._rate(entries, 3) if self._has_tokens else None,
