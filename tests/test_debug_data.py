@@ -40,6 +40,30 @@ def paused_recipe(store: acc.RunStore) -> Any:
     job.wait(10)
 
 
+def test_the_issues_example_end_to_end(store: acc.RunStore) -> None:
+    dbg = acc.DebugController(feature_param="encoder.weight")
+    trainer = competitive_trainer(dbg, store=store, monitors=None)
+    job = trainer.start(steps=5000)
+    dbg.pause()
+    state = dbg.get_state()
+    assert state["paused"] is True and state["has_batch"] is True and state["reason"] == "user"
+    s = state["step"]
+    dbg.step()
+    batch = dbg.get_batch()
+    assert batch is not None and batch["step"] == s + 1 and batch["png"].startswith(b"\x89PNG")
+    assert {"grad_delta", "win_rate"} <= set(dbg.list_step_data_keys())
+    cos = dbg.cosine_matrix("weights")
+    assert cos["matrix"].shape == (32, 32) and {"mean", "std", "max"} <= set(cos)
+    dbg.add_watch(17)
+    dbg.step(20)
+    assert len(dbg.get_trajectories()[17]) == 20
+    dbg.break_on("nan")
+    dbg.resume()
+    assert dbg.get_state()["state"] == "running"
+    dbg.stop()
+    assert job.wait(10).status == "stopped"
+
+
 def test_the_recipe_fills_step_data_and_the_table(paused_recipe: Any) -> None:
     dbg, _ = paused_recipe
     assert dbg.get_state()["step"] == 5 and dbg.get_state()["n_features"] == 32
