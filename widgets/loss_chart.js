@@ -20,7 +20,10 @@ import { h, bind, errorBox } from "./_shared.js";
 
 /** @typedef {import("./_shared.js").AnyModel} AnyModel */
 /** @typedef {{label: string, color: string, dashed?: boolean, marker?: boolean}} LegendEntry */
-/** @typedef {{series: string, color: string, step: number, value: number | string, px: number, py: number}} Hit */
+/**
+ * A drawn point under the mouse; px/py in client pixels, plot the figure's box.
+ * @typedef {{series: string, color: string, step: number, value: number | string, px: number, py: number, plot?: DOMRect}} Hit
+ */
 
 /** Pixels around the mouse in which the nearest drawn point is shown. */
 const HOVER_RADIUS = 40;
@@ -165,9 +168,12 @@ function hoverBox(host) {
       ring.style.left = `${x}px`;
       ring.style.top = `${y}px`;
       box.hidden = ring.hidden = false;
-      const flip = x + 16 + box.offsetWidth > frame.width;
-      box.style.left = `${flip ? x - 16 - box.offsetWidth : x + 16}px`;
-      box.style.top = `${Math.max(0, y - box.offsetHeight - 8)}px`;
+      // Beside the point, inside the plot: right of it unless that leaves the box, above unless that does.
+      const plot = hit.plot ?? frame;
+      const flipX = hit.px + 16 + box.offsetWidth > plot.right;
+      const flipY = hit.py - box.offsetHeight - 8 < plot.top;
+      box.style.left = `${flipX ? x - 16 - box.offsetWidth : x + 16}px`;
+      box.style.top = `${flipY ? y + 12 : y - box.offsetHeight - 8}px`;
     },
     hide() {
       box.hidden = ring.hidden = true;
@@ -219,7 +225,7 @@ export default {
       );
       if (!figure || event.buttons) return hover.hide(); // dragging pans the chart
       const hit = nearestPoint(figure, event.clientX, event.clientY);
-      if (hit) hover.show(hit);
+      if (hit) hover.show({ ...hit, plot: figure.getBoundingClientRect() });
       else hover.hide();
     };
     /** @param {PointerEvent} event */

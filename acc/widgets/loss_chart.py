@@ -23,12 +23,13 @@ How it stays fast and truthful:
 * NaN and +/-Inf cannot be drawn by a line: they are drawn as markers on the
   top (NaN, +Inf) or bottom (-Inf) edge in the critical colour, with a
   tooltip naming the series.
-* Zoom and pan are bqplot's PanZoom (wheel, drag). They set the scales'
-  ``min``/``max`` from the browser; the chart hears that and re-decimates the
-  new range through the shared update pump (so a burst of wheel events costs
-  one recomputation per pump interval, not one per event). A zoomed view
-  stays where the user put it while new steps arrive; **Reset** clears the
-  scales' limits, which returns the chart to auto-fit, following new data.
+* Zoom and pan are bqplot's PanZoom on the step axis (wheel, drag); the y
+  axis fits the points in view. PanZoom sets the step scale's ``min``/``max``
+  from the browser; the chart hears that and re-decimates the new range
+  through the shared update pump (so a burst of wheel events costs one
+  recomputation per pump interval, not one per event). A zoomed view stays
+  where the user put it while new steps arrive; **Reset** clears the scales'
+  limits, which returns the chart to auto-fit, following new data.
 * Live updates come through the shared pump too, at most ``refresh_hz``
   times a second and flushed when the job ends; one update is two messages
   (the job's line mark and the status line).
@@ -334,7 +335,7 @@ class LossChart(ipywidgets.VBox):  # type: ignore[misc]
             display_names=False,
             apply_clip=False,
         )
-        self._panzoom = bqplot.PanZoom(scales={"x": [self._x], "y": [self._y]})
+        self._panzoom = self._make_panzoom()
         self.figure = bqplot.Figure(
             marks=[self._nonfinite],
             axes=[self._x_axis, self._y_axis],
@@ -641,6 +642,10 @@ class LossChart(ipywidgets.VBox):  # type: ignore[misc]
     def _make_y_scale(self) -> Any:
         return bqplot.LogScale() if self.log_y else bqplot.LinearScale()
 
+    def _make_panzoom(self) -> Any:
+        # Steps only: the y axis fits the points in view (a wheel zoom on both axes mostly shows nothing).
+        return bqplot.PanZoom(scales={"x": [self._x]})
+
     def _make_y_axis(self) -> Any:
         return bqplot.Axis(
             scale=self._y,
@@ -668,15 +673,13 @@ class LossChart(ipywidgets.VBox):  # type: ignore[misc]
         """Structure changed (metric, log scale or the overlaid jobs): new marks, then a redraw."""
         with self._lock:
             if y_changed:
-                old_scale, old_axis, old_panzoom = self._y, self._y_axis, self._panzoom
+                old_scale, old_axis = self._y, self._y_axis
                 self._y = self._make_y_scale()
                 self._y_axis = self._make_y_axis()
-                self._panzoom = bqplot.PanZoom(scales={"x": [self._x], "y": [self._y]})
                 self.figure.axes = [self._x_axis, self._y_axis]
-                self.figure.interaction = self._panzoom
                 for job in self._jobs.values():
                     self._close_marks(job)  # their y scale is gone
-                for w in (old_panzoom, old_axis, old_scale):
+                for w in (old_axis, old_scale):
                     w.close()
             drawn = {j.job_id for j in self._jobs_drawn()}
             for job_id in [j for j in self._jobs if j not in drawn]:
@@ -822,3 +825,4 @@ class LossChart(ipywidgets.VBox):  # type: ignore[misc]
         with self._picker.hold_sync():
             self._picker.options = [(f"#{r.id} {r.name} ({r.status.value})", r.id) for r in records]
             self._picker.value = keep
+        self._picker.layout.display = None if records else "none"  # nothing to compare with yet
