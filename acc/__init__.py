@@ -3,6 +3,7 @@
 The public names are listed in ``__all__``; see DESIGN.md for the map.
 """
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from acc import monitors, tasks
@@ -35,6 +36,12 @@ if TYPE_CHECKING:  # the widgets are imported on first use (see __getattr__ belo
     from acc.widgets.show import show
 
 __version__ = "0.1.0"
+
+# A library adds no handler but this one (Python's logging HOWTO): without it, Python's
+# last-resort handler prints every warning (an alert, say) as stderr text into notebook
+# cells. Alerts and errors are shown by the widgets and kept in the store; users who want
+# the log lines configure logging themselves.
+logging.getLogger("acc").addHandler(logging.NullHandler())
 
 # Widgets pull in ipywidgets/anywidget/IPython (~0.2 s more than torch's ~1 s import):
 # they load on first use, so scripts and the CLI that never show a widget do not pay for them.
