@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
-from conftest import TwoHeadNet, two_task_trainer
 from torch import nn
 from torch.utils.data import DataLoader
 
 import acc
 from acc.monitors import GradientMonitor, GradientThresholds, create_lora_monitor, layer_status
+from conftest import TwoHeadNet, two_task_trainer
 
 NAN, INF = math.nan, math.inf
 TH = GradientThresholds()
@@ -268,3 +269,25 @@ def test_before_the_first_sample_layers_are_unknown_not_frozen() -> None:
     summary = create_lora_monitor(model).get_summary()
     assert summary["text"] == "no gradient sample yet (2 trainable adapters)"
     assert summary["dead_layers"] == [] and summary["unknown_layers"] == ["q", "v"]
+
+
+def test_a_failed_job_does_not_keep_the_weight_copy(store: acc.RunStore) -> None:
+    class FailingOptimizer(torch.optim.SGD):
+        def step(self, closure: Any = None) -> Any:
+            raise RuntimeError("optimizer exploded")
+
+    model = TwoHeadNet()
+    grads = GradientMonitor(every=1)
+    data = [(torch.randn(8, 8), torch.randn(8, 1))] * 3
+    trainer = acc.Trainer(
+        model,
+        FailingOptimizer(model.parameters(), lr=0.1),
+        data,
+        tasks={"reg": acc.tasks.Regression()},
+        store=store,
+        monitors=[grads],
+    )
+    with pytest.raises(RuntimeError, match="optimizer exploded"):
+        trainer.fit(steps=2)
+    assert grads._before is None and grads._pending == []
+    assert grads.get_layer_stats()["body.0"]["num_samples"] == 1  # the sampled gradients still reported

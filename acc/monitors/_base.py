@@ -13,7 +13,7 @@ import threading
 import time
 import traceback
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -23,7 +23,7 @@ import torch
 from acc.events import Event, RemovableHandle
 from acc.state import TrainerState
 
-__all__ = ["FetchQueue", "MonitorBase", "MonitorFault", "Ticket", "attach", "fetch_vectors", "find_peer"]
+__all__ = ["FetchQueue", "MonitorBase", "MonitorFault", "Ticket", "attach", "fetch_vectors"]
 
 log = logging.getLogger("acc.monitors")
 
@@ -160,13 +160,15 @@ class MonitorBase:
         """This monitor's fields of the status snapshot (JSON-friendly values)."""
         return {}
 
-
-def find_peer(peers: Iterable[Any], kind: type[Any]) -> Any:
-    """The first enabled peer that is an instance of ``kind``, or None."""
-    for peer in peers:
-        if isinstance(peer, kind) and getattr(peer, "enabled", True):
-            return peer
-    return None
+    def __repr__(self) -> str:
+        every = getattr(self, "every", None)
+        parts = [f"name={self.name!r}"]
+        if every is not None:
+            parts.append(f"every={every}")
+        parts.append("attached" if self.attached else "detached")
+        if self.fault is not None:
+            parts.append(f"disabled: {self.fault.error}")
+        return f"{type(self).__name__}({', '.join(parts)})"
 
 
 def attach(target: Any, monitors: Sequence[Any]) -> RemovableHandle:

@@ -342,13 +342,12 @@ class GradientMonitor(MonitorBase):
             what = "adapter parameters (lora_A/lora_B or your adapter_key)" if self.adapters_only else "parameters"
             raise ValueError(f"the model has no {what} to monitor")
         self._params = params
-        self._layer_list = list(dict.fromkeys(layer_names))
-        self._layer_of = np.array([self._layer_list.index(n) for n in layer_names], dtype=np.int64)
-        found = [a for a in adapter_names if a is not None]
-        self._adapter_list = list(dict.fromkeys(found))
-        self._adapter_of = np.array(
-            [self._adapter_list.index(a) if a is not None else -1 for a in adapter_names], dtype=np.int64
-        )
+        layer_index = {n: i for i, n in enumerate(dict.fromkeys(layer_names))}
+        adapter_index = {a: i for i, a in enumerate(dict.fromkeys(a for a in adapter_names if a is not None))}
+        self._layer_list = list(layer_index)
+        self._adapter_list = list(adapter_index)
+        self._layer_of = np.array([layer_index[n] for n in layer_names], dtype=np.int64)
+        self._adapter_of = np.array([adapter_index.get(a, -1) if a else -1 for a in adapter_names], dtype=np.int64)
         update_bytes = sum(p.numel() * p.element_size() for p in params if p.requires_grad)
         self._updates_on = self.track_updates and update_bytes <= self.max_update_bytes
         if self.track_updates and not self._updates_on:
@@ -398,7 +397,15 @@ class GradientMonitor(MonitorBase):
         self._on(target, Event.AFTER_BACKWARD, self._on_backward)
         self._on(target, Event.STEP_COMPLETED, self._on_step)
         self._on(target, Event.METRICS_FETCHED, lambda state: self.report())
-        self._on(target, Event.JOB_ENDED, lambda state: self.report())
+        self._on(target, Event.JOB_ENDED, self._on_end)
+
+    def _on_end(self, state: TrainerState) -> None:
+        # a job that failed between backward and the optimizer step leaves a weight copy: free it
+        with self._lock:
+            self._before = None
+            for p in self._pending:
+                p.waiting_update = False
+        self.report()
 
     def _on_backward(self, state: TrainerState) -> None:
         # the step being taken: state.step counts the steps completed before it
