@@ -111,10 +111,10 @@ class DebugController:
 
         With ``wait`` (and a job running in another thread) this blocks until
         the loop is paused, up to ``timeout`` seconds (then the state says
-        ``pausing`` and the pause still happens). From a loop that has taken
-        no step since the pause was asked, the pause lands on the first step
-        the controller saw whole (so its batch and step data are complete).
-        With no job running, the next job pauses before its first step.
+        ``pausing`` and the pause still happens). A pause that reaches a loop
+        running free in the middle of a step lands on the next step, the
+        first one the controller saw whole (so its batch and step data are
+        complete). With no job running, the next job pauses before its first step.
         """
         seq = self._engine.command("pause")
         self._engine.wait(seq, wait, timeout, lambda c: c.paused)
@@ -239,6 +239,13 @@ class DebugController:
         engine = self._engine
         with engine.bp_lock:
             engine.breakpoints.clear()
+
+    def remove_breakpoint(self, bp_id: int) -> None:
+        """Remove one breakpoint by its ``list_breakpoints()`` id (a widget's toggle); KeyError when there is none."""
+        engine = self._engine
+        with engine.bp_lock:
+            if engine.breakpoints.pop(bp_id, None) is None:
+                raise KeyError(f"no breakpoint {bp_id!r}; breakpoints: {sorted(engine.breakpoints) or 'none'}")
 
     # ======================================================================
     # batches

@@ -1,5 +1,6 @@
 """The parts of ``acc.DebugController``, one module per concern (private: import from ``acc``).
 
+* ``engine``: the controller's state and the loop's side of the pause point (serve, bind, unbind).
 * ``control``: the pause/step/resume/stop state machine and waiting for the loop.
 * ``loops``: what the controller needs from a loop (a Trainer, or a hand-written loop).
 * ``breakpoints``: nan / critical / step / every / predicate breakpoints.

@@ -14,7 +14,7 @@ from acc.state import StepInfo
 if TYPE_CHECKING:
     from acc.trainer import Trainer
 
-__all__ = ["LoopView", "ManualLoop", "TrainerLoop"]
+__all__ = ["LoopView", "ManualLoop", "TrainerLoop", "describe_error", "loop_summary"]
 
 
 class LoopView:
