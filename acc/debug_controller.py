@@ -182,7 +182,9 @@ class DebugController:
         "steps_left" (during step(n)), "loss", "losses", "health",
         "overall_health", "loss_step" (the step those values belong to),
         "job_id", "job_name", "job_status", "error", "loop" (trainer|manual|None),
-        "watched", "breakpoints", "feature_param", "n_features"}``.
+        "foreground" (the loop runs in the main thread: a notebook's widgets
+        cannot reach it until the cell ends), "watched", "breakpoints",
+        "feature_param", "n_features"}``.
         """
         return self._engine.state()
 
@@ -235,17 +237,14 @@ class DebugController:
         """``[{"id", "kind", "description", "hits"}, ...]``."""
         return self._engine.list_breakpoints()
 
+    def remove_breakpoint(self, bp_id: int) -> None:
+        """Remove one breakpoint by its ``list_breakpoints()`` id (a widget's toggle); KeyError when there is none."""
+        self._engine.remove_breakpoint(bp_id)
+
     def clear_breakpoints(self) -> None:
         engine = self._engine
         with engine.bp_lock:
             engine.breakpoints.clear()
-
-    def remove_breakpoint(self, bp_id: int) -> None:
-        """Remove one breakpoint by its ``list_breakpoints()`` id (a widget's toggle); KeyError when there is none."""
-        engine = self._engine
-        with engine.bp_lock:
-            if engine.breakpoints.pop(bp_id, None) is None:
-                raise KeyError(f"no breakpoint {bp_id!r}; breakpoints: {sorted(engine.breakpoints) or 'none'}")
 
     # ======================================================================
     # batches

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import TwoHeadNet
 from torch.utils.data import DataLoader
 
 import acc
 from acc import Event
+from conftest import TwoHeadNet
 
 
 def wait_until(pred: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -68,8 +68,11 @@ def test_break_on_nan_pauses_at_that_step_and_names_the_task(two_task_loader: Da
     dbg.resume()
     wait_until(lambda: dbg.is_paused)
     assert dbg.get_state()["step"] == 31
-    handle.remove()
+    dbg.remove_breakpoint(handle.id)
     assert dbg.get_state()["breakpoints"] == []
+    handle.remove()  # already gone: a no-op
+    with pytest.raises(KeyError, match=f"no breakpoint {handle.id}"):
+        dbg.remove_breakpoint(handle.id)
     dbg.resume()
     assert job.wait(10).status == "completed"  # no breakpoint: the remaining NaN steps go by
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import two_task_trainer
 from torch.utils.data import DataLoader
 
 import acc
 from acc import Event
+from conftest import two_task_trainer
 
 
 def trainer_with(
@@ -56,6 +56,7 @@ def test_pause_then_step_exactly_one_batch(two_task_loader: DataLoader, store: a
     assert state["paused"] is True and state["state"] == "paused" and state["reason"] == "user"
     assert state["has_batch"] is True and state["batch_step"] == state["step"] == trainer.state.step
     assert state["pending"] is None and state["job_id"] == job.id and state["loop"] == "trainer"
+    assert state["foreground"] is False  # a background job
     assert state["loss"] is not None and state["loss_step"] == state["step"]  # the paused step's losses
     s = state["step"]
     time.sleep(0.2)
@@ -333,6 +334,7 @@ def test_stop_from_a_thread_while_paused_in_a_foreground_fit(two_task_loader: Da
 
     def stopper() -> None:
         wait_until(lambda: dbg.is_paused)
+        assert dbg.get_state()["foreground"] is True  # the loop runs in the main thread
         dbg.step(2)
         dbg.stop(wait=False)
 

@@ -44,6 +44,7 @@ def test_the_issues_example_end_to_end(store: acc.RunStore) -> None:
     dbg = acc.DebugController(feature_param="encoder.weight")
     trainer = competitive_trainer(dbg, store=store, monitors=None)
     job = trainer.start(steps=5000)
+    wait_until(lambda: trainer.state.step >= 3)  # (a pause before the first step shows no batch yet)
     dbg.pause()
     state = dbg.get_state()
     assert state["paused"] is True and state["has_batch"] is True and state["reason"] == "user"

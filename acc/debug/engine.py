@@ -159,6 +159,12 @@ class Engine:
         with self.bp_lock:
             return [bp.to_dict() for bp in self.breakpoints.values()]
 
+    def remove_breakpoint(self, bp_id: int) -> None:
+        with self.bp_lock:
+            if bp_id not in self.breakpoints:
+                raise KeyError(f"no breakpoint {bp_id!r}; breakpoints: {sorted(self.breakpoints) or 'none'}")
+            del self.breakpoints[bp_id]
+
     def capture_batch(self, batch: Any, loss: Any, step: int | None) -> None:
         cap = CapturedBatch.of(step, batch, loss)
         control = self.control
@@ -223,6 +229,7 @@ class Engine:
             job_status = "running" if (bound or control.expecting) else control.last_status
             error = control.error
             mode, target = control.mode, control.target
+            foreground = bound and control.loop_thread is threading.main_thread()
         step = loop.step() if (bound and loop is not None) else self.last["step"]
         info = self.pause_info if paused else (loop.last_info() if loop is not None else self.last_info)
         batch = self.batch
@@ -253,6 +260,7 @@ class Engine:
             "job_status": job_status,
             "error": error,
             "loop": meta["loop"],
+            "foreground": foreground,
             "watched": self.watches.watched(),
             "breakpoints": self.list_breakpoints(),
             "feature_param": spec if isinstance(spec, str) or spec is None else "<tensor>",
