@@ -7,13 +7,15 @@ import math
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import two_task_trainer
+import torch
 from torch.utils.data import DataLoader
 
 import acc
 from acc.monitors import StatusMonitor, TrainingStatus, read_status, status_path
+from conftest import two_task_trainer
 
 SEED_FIELDS = [
     "streaming_ce",
@@ -97,7 +99,12 @@ def test_writes_are_throttled(
 def test_a_reader_never_sees_a_partial_file(two_task_loader: DataLoader, store: acc.RunStore) -> None:
     """A real reader thread polls the file while training writes it at every fetch."""
     writer = StatusMonitor(interval=0.0)
-    trainer = two_task_trainer(two_task_loader, store, fetch_every=1, monitors=[writer])
+
+    def slow_forward(model: torch.nn.Module, batch: Any) -> Any:
+        time.sleep(0.002)  # lets the writer and the reader threads run on a busy machine
+        return model(batch[0])
+
+    trainer = two_task_trainer(two_task_loader, store, fetch_every=1, monitors=[writer], forward=slow_forward)
     job = trainer.start(steps=150)
     path = status_path(store.root, job.id)
     reads, errors = [0], []
