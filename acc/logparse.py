@@ -52,6 +52,7 @@ import math
 import operator
 import os
 import re
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
@@ -199,10 +200,12 @@ _MULTIPLIERS = {"k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9}
 # "nan") read in Python. One plain pattern without lookbehinds or nested
 # optional groups: Python's regex engine pays per attempt and per backtrack, and
 # this is the parser's hot loop.
-_FIELD = re.compile(
-    r"[\s,|;:{(\[]([A-Za-z_][\w./\-]*)([ \t=:]+)[\[(]?(?:tensor\()?"
-    r"([-+.]?(?:\d|[nN]a[nN]|[iI]nf)[^\s,|;\]\)}\[]*(?:,\d{3}(?![\d.]))*)"  # "25,000" is one value
-)
+_FIELD_TAIL = r"[\[(]?([-+.]?(?:\d|[nN]a[nN]|[iI]nf)[^\s,|;\]\)}\[]*+(?:,\d{3}(?![\d.]))*)"  # "25,000" is one value
+if sys.version_info >= (3, 11):
+    # possessive quantifiers: a key or separator that is not followed by a number is never backtracked into
+    _FIELD = re.compile(r"[ \t,|;:{(\[]([A-Za-z_][\w./\-]*+)([ \t=:]++)" + _FIELD_TAIL)
+else:  # pragma: no cover - the same matches, found with more backtracking
+    _FIELD = re.compile(r"[ \t,|;:{(\[]([A-Za-z_][\w./\-]*)([ \t=:]+)" + _FIELD_TAIL.replace("*+", "*"))
 # "train loss 1.98", "val acc 0.9", "learning rate 3e-4": a qualifier word before a metric noun is part of the key.
 _NOUNS = frozenset({"loss", "acc", "accuracy", "rate", "norm", "ppl", "perplexity", "reward", "score", "f1"})
 _QUALIFIERS = frozenset(
@@ -213,7 +216,7 @@ _QUALIFIERS = frozenset(
 )  # fmt: skip
 # A value token that is not a plain float: NUMBER [/TOTAL] [UNIT] [trailing punctuation].
 _VALUE = re.compile(
-    r"([-+]?(?:\d[\d_]*(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|[nN]a[nN]|[iI]nf(?:inity)?))"
+    r"([-+]?(?:\d[\d_]*(?:,\d{3})*(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|[nN]a[nN]|[iI]nf(?:inity)?))"
     r"(?:/(\d+))?"
     r"(%|[A-Za-zµ]+(?:/[A-Za-z]+)?)?"
     r"[:.]*$"
@@ -235,7 +238,7 @@ _METRIC_WORDS = re.compile(
 
 
 _first = operator.itemgetter(0)
-_second = operator.itemgetter(1)
+_third = operator.itemgetter(2)
 _DIGITS = frozenset("0123456789")
 _UNIT_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ%/µ:."
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
@@ -371,6 +374,21 @@ def _to_float(text: str) -> float:
         return float(text.replace(",", ""))
 
 
+# A flat dict shape's plan: (names, raw names, fields holding numbers, index of the step among them or -1,
+# fields holding strings).
+_DictPlan = tuple[tuple[str, ...], tuple[str, ...], tuple[int, ...], int, tuple[int, ...]]
+_QUOTES = frozenset("'\"")
+_GETTERS: dict[tuple[int, ...], Callable[[list[str]], tuple[str, ...]]] = {}
+
+
+def itemgetter_for(picks: tuple[int, ...]) -> Callable[[list[str]], tuple[str, ...]]:
+    """A cached operator.itemgetter for several indices."""
+    getter = _GETTERS.get(picks)
+    if getter is None:
+        getter = _GETTERS[picks] = operator.itemgetter(*picks)
+    return getter
+
+
 class LogParser:
     """Turns the lines of one log source into metric records; keeps that source's step.
 
@@ -399,7 +417,7 @@ class LogParser:
         self._names: dict[str, str] = {}
         self._units: dict[tuple[str, str], str] = {}
         self._dict_names: dict[str, str] = {}
-        self._dict_shapes: dict[tuple[str, ...], tuple[tuple[str, ...] | None, tuple[str, ...], int]] = {}
+        self._dict_plans: dict[tuple[str, ...], _DictPlan | None] = {}
 
     def add_pattern(self, pattern: PatternLike, *, rename: Mapping[str, str] | None = None) -> None:
         """Add a user pattern, tried before the built-in formats.
@@ -559,14 +577,14 @@ class LogParser:
             _flatten(obj, "", flat)
             pairs = flat
         else:
+            if brace == 0 and not summary and text[-1] == "}":
+                fast = self._dict_fast(text)
+                if fast is not None:
+                    return fast
             found: list[tuple[str, str]] = _DICT_PAIR.findall(text)
             if not found and text.endswith("}"):
                 self.stats.malformed += 1
                 return None
-            if brace == 0 and not summary and found:
-                fast = self._dict_fast(found)
-                if fast is not None:
-                    return fast
             pairs = found
         names = self._dict_names
         for key, value in pairs:
@@ -600,32 +618,44 @@ class LogParser:
             values = _dedupe(values)
         return self._assign_step(explicit), values
 
-    def _dict_fast(self, pairs: list[tuple[str, str]]) -> tuple[int, list[tuple[str, float, str]]] | None:
-        """A flat dict whose keys were seen before, all values plain numbers: no per-key Python loop.
+    def _dict_fast(self, text: str) -> tuple[int, list[tuple[str, float, str]]] | None:
+        """A flat dict of a shape seen before: split at commas and colons, numbers converted in C.
 
-        Lines of one format repeat their keys, so the names for a tuple of keys
-        are worked out once ("shape") and each line is a few C-level maps.
-        Returns None to let the general loop handle the line.
+        Lines of one format repeat their keys, so what to do with each key is
+        worked out once per shape (``_dict_plan``) and a line costs a split,
+        a map(float, ...) and a zip. Splitting at commas is exact only while
+        every value is a number or a string the plan expects, so anything else
+        (a string where a number was, nan written as a name the split cannot
+        tell) returns None and the general path reads the line.
         """
-        keys = tuple(map(_first, pairs))
-        shape = self._dict_shapes.get(keys)
-        if shape is None:
-            shape = self._dict_shape(keys)
-        names, raws, step_at = shape
-        if names is None:
-            return None
+        items = [part.partition(":") for part in text[1:-1].split(",")]
+        shape = tuple(map(_first, items))
+        plan = self._dict_plans.get(shape)
+        if plan is None:
+            if shape in self._dict_plans:
+                return None  # a shape the fast path cannot take
+            plan = self._dict_plan(shape, items)
+            if plan is None:
+                return None
+        names, raws, picks, step_at, strings = plan
+        texts = list(map(_third, items))
+        for i in strings:  # fields that held a string: still a string (a quote first)?
+            if texts[i].lstrip()[:1] not in _QUOTES:
+                return None
         try:
-            numbers = list(map(float, map(_second, pairs)))
+            numbers = [float(texts[picks[0]])] if len(picks) == 1 else list(map(float, itemgetter_for(picks)(texts)))
         except ValueError:
-            return None  # a string, quoted or tensor value: the general loop reads what it can
+            return None
         explicit: int | None = None
         if step_at >= 0:
             step_value = numbers.pop(step_at)
             if math.isfinite(step_value):
                 explicit = int(step_value)
-        values = list(zip(names, numbers, raws, strict=True))
-        if not values:
+        if not numbers:
+            if explicit is not None:
+                self._pending_step = explicit
             return None
+        values = list(zip(names, numbers, raws, strict=True))
         if explicit is None:
             pending = self._pending_step
             explicit = pending if pending is not None and pending > self.last_step else self.last_step + 1
@@ -633,26 +663,44 @@ class LogParser:
         self.last_step = explicit
         return explicit, values
 
-    def _dict_shape(self, keys: tuple[str, ...]) -> tuple[tuple[str, ...] | None, tuple[str, ...], int]:
-        """``(names, raw names, index of the step key or -1)``; names None when the fast path does not apply."""
+    def _dict_plan(self, shape: tuple[str, ...], items: list[tuple[str, str, str]]) -> _DictPlan | None:
+        """What each field of a dict shape is, from its first line; None (remembered) when it does not fit."""
         names: list[str] = []
         raws: list[str] = []
+        picks: list[int] = []
+        strings: list[int] = []
         step_at = -1
-        usable = True
-        for i, key in enumerate(keys):
+        plan: _DictPlan | None = None
+        for i, (token, colon, value) in enumerate(items):
+            key = token.strip()
+            if not colon or len(key) < 2 or key[0] not in _QUOTES or key[-1] != key[0] or key[0] in key[1:-1]:
+                break  # not a plain quoted key: a nested value or a string with a comma split it
+            key = key[1:-1]
+            try:
+                float(value)
+            except ValueError:
+                if value.lstrip()[:1] in _QUOTES and _dict_value(value) is None:
+                    strings.append(i)  # a string field: skipped on every line
+                    continue
+                break  # None, a quoted number, a tensor: the general path
             name = self._dict_names.get(key) or self._dict_name(key)
-            if name == "step" and step_at < 0:
-                step_at = i
-            elif not name or name == "step" or name in names:
-                usable = False  # ignored keys, two step keys, two keys for one name: the general loop
+            if name == "step":
+                if step_at >= 0:
+                    break
+                step_at = len(picks)
+            elif not name or name in names:
+                break  # an ignored key, two names for one: the general path
             else:
                 names.append(name)
                 raws.append(key)
-        shape = (tuple(names) if usable else None, tuple(raws), step_at)
-        if len(self._dict_shapes) > 1024:
-            self._dict_shapes.clear()
-        self._dict_shapes[keys] = shape
-        return shape
+            picks.append(i)
+        else:
+            if picks:
+                plan = (tuple(names), tuple(raws), tuple(picks), step_at, tuple(strings))
+        if len(self._dict_plans) > 1024:
+            self._dict_plans.clear()
+        self._dict_plans[shape] = plan
+        return plan
 
     def _dict_name(self, key: str) -> str:
         """A dict key's metric name: "step" for a step key, "" for one to ignore."""
@@ -705,6 +753,8 @@ class LogParser:
     def _parse_fields(self, line: str) -> tuple[int, list[tuple[str, float, str]]] | None:
         if " is " in line:
             line = line.replace(" is ", ": ")  # "loss is nan"
+        if "tensor(" in line:
+            line = line.replace("tensor(", "(")  # "loss tensor(0.54, grad_fn=...)": the number
         found = _FIELD.findall(" " + line)
         if not found:
             return None
@@ -719,6 +769,16 @@ class LogParser:
         for key, sep, token in found:
             entry = keys.get(key) or self._classify_key(key)
             kind = entry[0]
+            if kind == "m" and token[-1] in digits and "/" not in token:
+                # the common case, kept short: a metric with a plain number
+                try:
+                    values.append((entry[1], float(token), key))
+                except ValueError:  # "25,000": the general path below
+                    pass
+                else:
+                    if not evidence and (entry[2] or "=" in sep):
+                        evidence = True
+                    continue
             if kind == "x":
                 continue
             total = None
@@ -780,7 +840,7 @@ class LogParser:
             if explicit is not None and explicit > self.last_step:
                 self._pending_step = explicit
             return None
-        if len(values) > 2 or (len(values) == 2 and values[0][0] == values[1][0]):
+        if len(values) > 1 and len(set(map(_first, values))) < len(values):
             values = _dedupe(values)
         if epoch is not None:
             values.append(("epoch", epoch, "epoch"))
@@ -819,8 +879,6 @@ def _dict_value(text: str) -> float | None:
 
 def _dedupe(values: list[tuple[str, float, str]]) -> list[tuple[str, float, str]]:
     """Two printed names that normalise alike: the second keeps its printed name."""
-    if len({v[0] for v in values}) == len(values):
-        return values
     seen: set[str] = set()
     out = []
     for name, value, raw in values:
