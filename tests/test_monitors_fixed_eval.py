@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TwoHeadNet, make_regression_data, two_task_trainer
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import acc
-from acc.monitors import FixedEvalMonitor, expected_calibration_error, sliced_accuracy
+from acc.monitors import FixedEvalMonitor, expected_calibration_error, heatmap_matrix, sliced_accuracy
+from conftest import TwoHeadNet, make_regression_data, two_task_trainer
 
 
 def eval_set(n: int = 120, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -165,3 +166,11 @@ def test_trainer_forward_and_tasks_are_reused(store: acc.RunStore) -> None:
     )
     trainer.fit(steps=5)
     assert ev.history[-1].n == 40
+
+
+def test_the_sliced_accuracy_renders_in_the_heatmap_widget() -> None:
+    heatmap = sliced_accuracy([True, False, True], ["a", "a", "b"], [1, 2, 1], ("pattern", "length"))
+    matrix = heatmap_matrix(heatmap)
+    assert matrix[0].tolist() == [1.0, 0.0] and matrix[1, 0] == 1.0 and math.isnan(matrix[1, 1])  # empty: NaN
+    widget = acc.HeatmapWidget(matrix)  # kernel side: NaN cells are drawn grey
+    assert list(widget.get_state()["shape"]) == [2, 2]

@@ -35,7 +35,7 @@ from acc.monitors.alerts import (
     Severity,
     create_alerts_manager,
 )
-from acc.monitors.fixed_eval import EvalResult, FixedEvalMonitor, sliced_accuracy
+from acc.monitors.fixed_eval import EvalResult, FixedEvalMonitor, heatmap_matrix, sliced_accuracy
 from acc.monitors.gradients import (
     GradientMonitor,
     GradientThresholds,
@@ -93,6 +93,7 @@ __all__ = [
     "ece_from_bins",
     "expected_calibration_error",
     "format_duration",
+    "heatmap_matrix",
     "layer_status",
     "read_status",
     "sliced_accuracy",

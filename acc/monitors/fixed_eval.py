@@ -47,7 +47,7 @@ from acc.monitors.streaming import (
 )
 from acc.state import TrainerState
 
-__all__ = ["EvalResult", "FixedEvalMonitor", "sliced_accuracy"]
+__all__ = ["EvalResult", "FixedEvalMonitor", "heatmap_matrix", "sliced_accuracy"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -130,6 +130,15 @@ def sliced_accuracy(
         "accuracy": accuracy,
         "count": count.tolist(),
     }
+
+
+def heatmap_matrix(heatmap: dict[str, Any]) -> np.ndarray:
+    """The accuracy matrix of ``sliced_accuracy`` as float64 with NaN for empty cells, for ``HeatmapWidget``::
+
+    acc.HeatmapWidget(heatmap_matrix(status.pattern_heatmap))   # empty cells are drawn grey
+    """
+    rows = heatmap["accuracy"]
+    return np.array([[math.nan if v is None else float(v) for v in row] for row in rows], dtype=np.float64)
 
 
 class FixedEvalMonitor(MonitorBase):
