@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # the widgets are imported on first use (see __getattr__ belo
     from acc.widgets.dashboard import Dashboard
     from acc.widgets.loss_chart import LossChart
     from acc.widgets.loss_health_panel import LossHealthPanel
+    from acc.widgets.monitor_panel import MonitorPanel
     from acc.widgets.show import show
 
 __version__ = "0.1.0"
@@ -49,6 +50,7 @@ _LAZY = {
     "Dashboard": "acc.widgets.dashboard",
     "LossChart": "acc.widgets.loss_chart",
     "LossHealthPanel": "acc.widgets.loss_health_panel",
+    "MonitorPanel": "acc.widgets.monitor_panel",
     "show": "acc.widgets.show",
 }
 
@@ -84,6 +86,7 @@ __all__ = [
     "LossHealthPanel",
     "LossSummary",
     "MetricRecord",
+    "MonitorPanel",
     "Recorder",
     "RemovableHandle",
     "RunStore",

@@ -23,7 +23,7 @@ import torch
 from acc.events import Event, RemovableHandle
 from acc.state import TrainerState
 
-__all__ = ["FetchQueue", "MonitorBase", "MonitorFault", "Ticket", "attach", "fetch_vectors"]
+__all__ = ["FetchQueue", "MonitorBase", "MonitorFault", "Ticket", "attach", "attached_monitors", "fetch_vectors"]
 
 log = logging.getLogger("acc.monitors")
 
@@ -98,6 +98,7 @@ class MonitorBase:
         self._queue = fetch_queue(target)
         self._on(target, Event.JOB_STARTED, lambda state: self._reset())
         self._register(target)
+        _remember(target, self)
         return RemovableHandle(self.detach)
 
     def detach(self) -> None:
@@ -105,6 +106,8 @@ class MonitorBase:
         handles, self._handles = self._handles, []
         for handle in handles:
             handle.remove()
+        if self.fault is None and self._target is not None:  # a disabled monitor stays listed: its fault is shown
+            _forget(self._target, self)
 
     def _register(self, target: Any) -> None:
         """Subclasses register their handlers here with ``self._on``."""
@@ -169,6 +172,37 @@ class MonitorBase:
         if self.fault is not None:
             parts.append(f"disabled: {self.fault.error}")
         return f"{type(self).__name__}({', '.join(parts)})"
+
+
+# Which monitors are attached to which Trainer/Recorder, so that a widget shown for a hand-written
+# loop or a log capture (a Recorder has no ``monitors`` list) finds them. Weak both ways: a monitor
+# holds its target, so a strong value here would keep every Recorder alive.
+_ATTACHED: weakref.WeakKeyDictionary[Any, list[weakref.ref[MonitorBase]]] = weakref.WeakKeyDictionary()
+_ATTACHED_LOCK = threading.Lock()
+
+
+def _remember(target: Any, monitor: MonitorBase) -> None:
+    with _ATTACHED_LOCK:
+        refs = [r for r in _ATTACHED.get(target, []) if r() is not None and r() is not monitor]
+        _ATTACHED[target] = [*refs, weakref.ref(monitor)]
+
+
+def _forget(target: Any, monitor: MonitorBase) -> None:
+    with _ATTACHED_LOCK:
+        refs = _ATTACHED.get(target)
+        if refs is not None:
+            _ATTACHED[target] = [r for r in refs if r() is not None and r() is not monitor]
+
+
+def attached_monitors(target: Any) -> list[MonitorBase]:
+    """The monitors attached to ``target`` (a Trainer or a Recorder), in attach order.
+
+    Monitors disabled by a fault stay listed (their ``fault`` is what a panel
+    shows); ones detached by their handle do not.
+    """
+    with _ATTACHED_LOCK:
+        refs = list(_ATTACHED.get(target, []))
+    return [m for m in (r() for r in refs) if m is not None]
 
 
 def attach(target: Any, monitors: Sequence[Any]) -> RemovableHandle:

@@ -1,7 +1,8 @@
 """acc's notebook widgets and the plumbing they share.
 
 Widgets: ``LossHealthPanel`` (loss health of a job: banner, per-task summary,
-loss log, history, checkpoints), ``Dashboard`` (every widget for one source),
+loss log, history, checkpoints), ``MonitorPanel`` (alerts, per-layer
+gradient health, throughput and ETA), ``Dashboard`` (every widget for one source),
 ``show`` (display a trainer's widgets again).
 
 Plumbing other widgets build on:
@@ -23,6 +24,7 @@ from acc.widgets._source import LiveSource, as_source
 from acc.widgets.dashboard import Dashboard, register_panel
 from acc.widgets.loss_chart import LossChart
 from acc.widgets.loss_health_panel import LossHealthPanel
+from acc.widgets.monitor_panel import MonitorPanel
 from acc.widgets.show import show
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "LiveSource",
     "LossChart",
     "LossHealthPanel",
+    "MonitorPanel",
     "UpdatePump",
     "as_source",
     "default_pump",

@@ -113,6 +113,8 @@ def panel_specs() -> list[PanelSpec]:
 # until their modules exist the slots stay empty.
 register_panel("health", LossHealthPanel, order=10)
 register_panel("chart", "acc.widgets.loss_chart:LossChart", order=20)
+# alerts, layer gradient health, throughput/ETA: only for a source with monitors (or a job that left their traces)
+register_panel("monitors", "acc.widgets.monitor_panel:monitor_panel_for", order=25)
 register_panel(
     "debug", "acc.widgets.debug_panel:DebugPanel", order=30, applies=lambda s: s.debug_controller is not None
 )
