@@ -103,8 +103,9 @@ def decimate_minmax(
     if steps.size == 0:
         return Decimated(_EMPTY_I, _EMPTY_F, _EMPTY_I, _EMPTY_F, 0, 0, False)
 
-    i0 = 0 if lo_bound is None else int(np.searchsorted(steps, lo_bound, side="left"))
-    i1 = steps.size if hi_bound is None else int(np.searchsorted(steps, hi_bound, side="right"))
+    # Integer bounds: searching an int64 array for a float would convert the whole array first.
+    i0 = 0 if lo_bound is None else int(np.searchsorted(steps, math.ceil(lo_bound), side="left"))
+    i1 = steps.size if hi_bound is None else int(np.searchsorted(steps, math.floor(hi_bound), side="right"))
     sel_steps = steps[i0:i1]
     sel_values = values[i0:i1]
     n = sel_steps.size
@@ -153,7 +154,7 @@ def _minmax_indices(
     n = steps.size
     width = (hi - lo) / columns if hi > lo else 1.0
     # Column k holds lo + k*width <= step < lo + (k+1)*width; the last column also holds hi.
-    edges = lo + width * np.arange(1, columns)
+    edges = np.ceil(lo + width * np.arange(1, columns)).astype(np.int64)  # first step of columns 1..
     starts = np.concatenate(([0], np.searchsorted(steps, edges, side="left")))
     starts = starts[(starts < n) & np.concatenate(([True], np.diff(starts) > 0))]  # non-empty columns only
     counts = np.diff(np.append(starts, n))

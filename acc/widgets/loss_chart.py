@@ -258,7 +258,8 @@ class LossChart(ipywidgets.VBox):  # type: ignore[misc]
       are several tasks), ``"learning_rate"`` or ``"grad_norm"``.
     * ``overlay``: ids of other jobs in the same store to draw alongside.
     * ``max_points``: at most this many points per line are sent for a view
-      (min and max of ``max_points // 2`` pixel columns).
+      (min and max of ``(max_points - 4) // 2`` pixel columns, the first and
+      last point, one neighbour on each side of a zoomed view).
     * ``refresh_hz``: live redraws per second at most (the shared pump caps
       every widget at 10 Hz).
     """
