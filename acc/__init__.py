@@ -31,10 +31,13 @@ from acc.trainer import Job, Trainer
 
 if TYPE_CHECKING:  # the widgets are imported on first use (see __getattr__ below)
     from acc.widgets.dashboard import Dashboard
+    from acc.widgets.debug_panel import DebugPanel
+    from acc.widgets.heatmap import HeatmapWidget
     from acc.widgets.loss_chart import LossChart
     from acc.widgets.loss_health_panel import LossHealthPanel
     from acc.widgets.monitor_panel import MonitorPanel
     from acc.widgets.show import show
+    from acc.widgets.trajectory import TrajectoryWidget
 
 __version__ = "0.1.0"
 
@@ -48,10 +51,13 @@ logging.getLogger("acc").addHandler(logging.NullHandler())
 # they load on first use, so scripts and the CLI that never show a widget do not pay for them.
 _LAZY = {
     "Dashboard": "acc.widgets.dashboard",
+    "DebugPanel": "acc.widgets.debug_panel",
+    "HeatmapWidget": "acc.widgets.heatmap",
     "LossChart": "acc.widgets.loss_chart",
     "LossHealthPanel": "acc.widgets.loss_health_panel",
     "MonitorPanel": "acc.widgets.monitor_panel",
     "show": "acc.widgets.show",
+    "TrajectoryWidget": "acc.widgets.trajectory",
 }
 
 
@@ -75,7 +81,9 @@ __all__ = [
     "CheckpointStore",
     "Dashboard",
     "DebugController",
+    "DebugPanel",
     "Event",
+    "HeatmapWidget",
     "Job",
     "JobRecord",
     "JobStatus",
@@ -98,6 +106,7 @@ __all__ = [
     "Trainer",
     "TrainerState",
     "TrainingStatus",
+    "TrajectoryWidget",
     "__version__",
     "capture",
     "classify_loss",

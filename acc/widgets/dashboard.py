@@ -8,7 +8,9 @@
 The panels come from a small registry, in ``order``: the LossHealthPanel
 (10), the loss chart (20, ``acc.widgets.loss_chart.LossChart``), the
 debugger panel (30, ``acc.widgets.debug_panel.DebugPanel``, only when the
-source has a debug controller). A widget module that is not there yet is
+source has a debug controller), and when that controller names a feature
+parameter the cosine heatmap (40, ``HeatmapWidget``) and the watched
+features' trajectories (50, ``TrajectoryWidget``). A widget module that is not there yet is
 skipped; any other failure while building a panel is shown in the
 dashboard, under the panels that did build. Other widgets plug in without
 touching this file::
@@ -118,6 +120,15 @@ register_panel("monitors", "acc.widgets.monitor_panel:monitor_panel_for", order=
 register_panel(
     "debug", "acc.widgets.debug_panel:DebugPanel", order=30, applies=lambda s: s.debug_controller is not None
 )
+
+
+def _has_features(source: LiveSource) -> bool:
+    """The source's controller names a feature parameter (cosine matrices and watches need one)."""
+    return getattr(source.debug_controller, "feature_param", None) is not None
+
+
+register_panel("heatmap", "acc.widgets.heatmap:HeatmapWidget", order=40, applies=_has_features)
+register_panel("trajectory", "acc.widgets.trajectory:TrajectoryWidget", order=50, applies=_has_features)
 
 
 class Dashboard(ipywidgets.VBox):  # type: ignore[misc]
