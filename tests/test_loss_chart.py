@@ -409,6 +409,25 @@ def test_a_failure_while_drawing_is_shown_under_the_chart(store: acc.RunStore, p
     assert isinstance(chart._info, LossChartInfo)
 
 
+def test_a_bad_step_record_is_shown_and_never_raised_into_the_loop(store: acc.RunStore, pump: UpdatePump) -> None:
+    rec = acc.Recorder({"recon": "reconstruction"}, store=store)
+    chart = LossChart(rec, pump=pump)
+    chart._on_fetched(acc.TrainerState(job_id=1, fetched=[{"step": "not a step"}]))  # as the loop would call it
+    assert "receiving steps: ValueError" in chart.error
+
+
+def test_browser_scale_writes_are_taken_as_a_range_whatever_their_order(store: acc.RunStore, pump: UpdatePump) -> None:
+    job = fill(store, "j", {"loss": np.arange(100.0)})
+    chart = LossChart(job, store=store, pump=pump)
+    chart._x.set_state({"min": 40.0, "max": 20.0})  # a pan past the edge can hand them over reversed
+    pump.flush()
+    assert chart.view == (20.0, 40.0)
+    assert drawn(lines_of(chart)[0])["total"][0].tolist() == list(range(19, 42))
+    chart._x.set_state({"min": 90.0, "max": None})  # only one end set: the other is the data's
+    pump.flush()
+    assert chart.zoomed and drawn(lines_of(chart)[0])["total"][0].tolist() == list(range(89, 100))
+
+
 def test_close_removes_handlers_and_the_chart_can_be_collected(
     two_task_loader: DataLoader[Any], store: acc.RunStore, pump: UpdatePump
 ) -> None:

@@ -75,18 +75,17 @@ METRICS: dict[str, str] = {"loss": "loss", "learning_rate": "learning rate", "gr
 LOSS = "loss"
 LOSS_PREFIX = "loss/"
 
-# Categorical colours readable on light and dark backgrounds (d3's category10 without its red,
-# which is reserved for NaN/Inf markers and critical health).
+# Categorical colours for lines, readable on light and dark backgrounds. No greens, oranges or reds:
+# those mean healthy / warning / critical everywhere else in acc (and red marks NaN/Inf here).
 PALETTE = (
-    "#1f77b4",
-    "#ff7f0e",
-    "#2ca02c",
-    "#9467bd",
-    "#17becf",
-    "#8c564b",
-    "#e377c2",
-    "#bcbd22",
-    "#7f7f7f",
+    "#1f77b4",  # blue
+    "#9467bd",  # purple
+    "#17becf",  # cyan
+    "#e377c2",  # pink
+    "#8c564b",  # brown
+    "#7f7f7f",  # grey
+    "#6b6ecf",  # periwinkle
+    "#a55194",  # plum
 )
 CRITICAL = "var(--jp-error-color1, #d32f2f)"
 # Where NaN/+Inf (top) and -Inf (bottom) markers sit on the [0, 1] edge scale.
@@ -511,6 +510,13 @@ class LossChart(ipywidgets.VBox):  # type: ignore[misc]
 
     # -- events from the source (training thread: hand off, never draw) ---------------------------
     def _on_fetched(self, state: TrainerState) -> None:
+        try:
+            self._take(state)
+        except Exception as exc:  # never raise into the training loop: show it under the chart instead
+            self._info._show_error("receiving steps", exc)
+
+    def _take(self, state: TrainerState) -> None:
+        """Queue a fetched block's values by series name (cheap: the training thread waits on this)."""
         block: dict[str, tuple[list[int], list[float]]] = {}
 
         def put(name: str, step: int, value: float) -> None:
