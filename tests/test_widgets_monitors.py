@@ -403,6 +403,22 @@ def test_stored_alerts_alone_rebuild_active_and_resolved(store: acc.RunStore) ->
     assert panel.layer_summary == {} and panel.throughput == {}  # nothing measured: those sections stay hidden
 
 
+def test_an_unreadable_status_file_is_shown_under_the_panel_and_the_alerts_still_are(store: acc.RunStore) -> None:
+    job = store.create_job("half-written elsewhere")
+    event = _event("raised", "nan_loss", 5, 5, severity="critical")
+    store.log_event(job, "alert", event["payload"], step=5)
+    store.finish_job(job, "failed")
+    store.flush()
+    path = acc.monitors.status_path(store.root, job)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("{not json")
+    panel = MonitorPanel(job, store=store)
+    assert panel.error.startswith(f"cannot read the status file {path}: JSONDecodeError")
+    assert codes(panel.alerts) == ["nan_loss"] and panel.origin == "stored alerts"
+    panel._handle_message(panel, {"kind": "clear_error"}, [])
+    assert panel.error == ""
+
+
 def test_a_dead_lora_adapter_shows_in_the_adapter_table(store: acc.RunStore) -> None:
     class LoRALinear(nn.Module):
         def __init__(self, base: nn.Linear, *, freeze_b: bool) -> None:
@@ -514,7 +530,6 @@ def test_a_dashboard_for_a_log_capture_shows_its_alerts(store: acc.RunStore) -> 
     capture.wait()
     panel = dash["monitors"]
     assert isinstance(panel, MonitorPanel) and dash.errors == {}
-    panel._on_refresh()  # the capture ends on its own thread; read what it left
     nan = [a for a in panel.alerts + panel.resolved_alerts if a["code"] == "nan_loss"]
     assert nan and nan[0]["first_step"] == 12 and nan[0]["severity"] == "critical"
     dash.close()

@@ -182,7 +182,7 @@ function layerTable(title, nameHeader) {
   section.body.append(
     headline,
     h("table", { cls: "acc-table acc-layers" }, [
-      h("thead", {}, [h("tr", {}, headers.map(([t, why], i) => h("th", { text: t, title: why, cls: i === 3 ? "acc-bar-cell" : "", attrs: { scope: "col" } })))]),
+      h("thead", {}, [h("tr", {}, headers.map(([t, why], i) => h("th", { text: t, title: why, cls: i === 3 ? "acc-bar-cell" : i === 1 ? "acc-left" : "", attrs: { scope: "col" } })))]),
       tbody,
     ]),
     more,
@@ -201,7 +201,7 @@ function layerTable(title, nameHeader) {
       ...shown.map((r) => {
         const health = STATUS_HEALTH[r.status] ?? "";
         return h("tr", { cls: `acc-layer acc-layer-${r.status} ${healthClass(health)}`, data: { layer: String(r.name) } }, [
-          h("th", { cls: "acc-layer-name", text: String(r.name), attrs: { scope: "row" }, title: String(r.name) }),
+          h("th", { cls: "acc-layer-name", attrs: { scope: "row" }, title: String(r.name) }, [h("span", { text: String(r.name) })]),
           h("td", { cls: "acc-left" }, [h("span", { cls: `acc-pill ${healthClass(health)}`, text: String(r.status), title: STATUS_WHY[r.status] ?? "" })]),
           h("td", { cls: "acc-num acc-grad", text: sig(r.grad) }),
           h("td", { cls: "acc-bar-cell" }, [normBar(r.grad, lo, hi)]),
@@ -395,9 +395,9 @@ export default {
         if ("accuracy_last_20" in s) items.push(["accuracy trend", trendText(s.accuracy_trend, TREND_ARROW), `acc-trend-${s.accuracy_trend === "improving" ? "improving" : s.accuracy_trend === "degrading" ? "degrading" : "stable"}`]);
         if ("calibration_error" in s) items.push(["calibration error (ECE)", sig(s.calibration_error), num(s.calibration_error) > 0.3 ? "loss-warning" : ""]);
         if (Object.keys(t).length) {
-          items.push(["steps / s", rate(t.steps_per_sec)]);
-          if (t.tokens_per_sec != null || t.tokens_per_sec_avg != null) items.push(["tokens / s (avg)", `${rate(t.tokens_per_sec)} (${rate(t.tokens_per_sec_avg)})`]);
-          if (t.samples_per_sec != null || t.samples_per_sec_avg != null) items.push(["samples / s (avg)", `${rate(t.samples_per_sec)} (${rate(t.samples_per_sec_avg)})`]);
+          // the headline rate is in the Throughput tile; here the others
+          items.push(["steps/s", rate(t.steps_per_sec)]);
+          if (t.unit === "tokens/s" && t.samples_per_sec != null) items.push(["samples/s", rate(t.samples_per_sec), "", `average ${rate(t.samples_per_sec_avg)}`]);
         }
         fillStats(statsList, items);
         statsCard.node.hidden = items.length === 0;
@@ -407,8 +407,9 @@ export default {
     // ---- fixed evaluation + accuracy per slice pair -------------------------------------------
     const evalCard = card("Fixed evaluation");
     const evalList = h("div", { cls: "acc-kvs" });
+    const gridTitle = h("div", { cls: "acc-subhead" });
     const grid = h("table", { cls: "acc-pattern", attrs: { "aria-label": "accuracy per slice pair" } });
-    evalCard.body.append(evalList, grid);
+    evalCard.body.append(evalList, gridTitle, grid);
     cleanups.push(
       bind(model, ["fixed_eval", "pattern"], () => {
         const e = model.get("fixed_eval") || {};
@@ -423,12 +424,12 @@ export default {
           ["trend", e.trend && e.trend !== "insufficient_data" ? `${arrows[e.trend] ?? ""} ${e.trend}` : "–"],
         ]);
         const p = model.get("pattern") || {};
-        grid.hidden = !p.rows;
+        grid.hidden = gridTitle.hidden = !p.rows;
         if (!p.rows) return grid.replaceChildren();
+        gridTitle.textContent = `accuracy (%) by ${p.row_name} × ${p.col_name}`;
         /** @type {string[]} */
         const cols = p.cols;
         grid.replaceChildren(
-          h("caption", { text: `accuracy by ${p.row_name} × ${p.col_name}` }),
           h("thead", {}, [h("tr", {}, [h("th", { text: "" }), ...cols.map((c) => h("th", { text: c, attrs: { scope: "col" } }))])]),
           h(
             "tbody",
@@ -479,7 +480,8 @@ export default {
       faults,
       h("div", { cls: "acc-mon-grid" }, [
         h("div", { cls: "acc-col" }, [alertsCard.node]),
-        h("div", { cls: "acc-col" }, [layers.node, adapters.node, statsCard.node, evalCard.node]),
+        h("div", { cls: "acc-col" }, [statsCard.node, evalCard.node]),
+        h("div", { cls: "acc-col acc-wide" }, [layers.node, adapters.node]),
       ]),
       errors.node,
     ]);

@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 import traitlets
@@ -81,13 +82,6 @@ def _live_target(source: LiveSource) -> tuple[Any, list[Any]] | None:
         monitors = attached_monitors(source.recorder)
         return (source.recorder, monitors) if monitors else None
     return None
-
-
-def _stored_status(store: RunStore, job_id: int) -> TrainingStatus | None:
-    path = status_path(store.root, job_id)
-    if not path.is_file():
-        return None
-    return read_status(path)
 
 
 def has_monitor_data(source: LiveSource) -> bool:
@@ -168,7 +162,8 @@ class MonitorPanel(AccWidget):
             self._listen(src.on(Event.METRICS_FETCHED, self._on_news))
             self._listen(src.on(Event.JOB_ENDED, self._on_job_ended))
             self._poll("status", POLL_SECONDS, self._tick)
-        self._refresh()
+        with self._reporting("reading the monitors"):  # shown under the widget; the panel still appears
+            self._refresh()
         remember(self)
 
     # -- training-thread handlers: a flag, or (at the end) one flush ----------------------
@@ -200,9 +195,8 @@ class MonitorPanel(AccWidget):
         errors: list[dict[str, Any]]
         if live is not None:
             target, monitors = live
-            snapshot: TrainingStatus | None = training_status(target, monitors)
+            status = training_status(target, monitors).to_dict()  # host values only: any thread may read it
             origin = "live"
-            status = snapshot.to_dict() if snapshot is not None else {}
             active = [alert_row(a) for a in status.get("active_alerts") or []]
             resolved = [alert_row(a) for a in status.get("resolved_alerts") or []]
             errors = list(status.get("monitor_errors") or [])
@@ -212,7 +206,6 @@ class MonitorPanel(AccWidget):
         job_id = status.get("job_id") if status.get("job_id") is not None else src.job_id
         name = status.get("job_name") or (record.name if record is not None else "")
         step = status.get("step") or (record.last_step if record is not None else 0) or 0
-        lora_noun = "adapters"
         return {
             "origin": origin,
             "job": {"id": job_id, "name": name} if job_id is not None else {},
@@ -224,7 +217,7 @@ class MonitorPanel(AccWidget):
             "alert_summary": alert_counts(active, resolved),
             "layer_summary": layer_summary_values(status.get("layer_summary")),
             "layers": layer_rows(status.get("layer_stats")),
-            "lora_summary": layer_summary_values(status.get("lora_summary"), lora_noun),
+            "lora_summary": layer_summary_values(status.get("lora_summary"), "adapters"),
             "lora": layer_rows(status.get("lora_stats")),
             "throughput": throughput_values(status, run_state),
             "streaming": streaming_values(status),
@@ -244,7 +237,7 @@ class MonitorPanel(AccWidget):
             return {}, "", [], [], []
         if src.is_live:
             src.store.flush()  # a recorder's queued alert events are committed before we read them
-        snapshot = _stored_status(src.store, job_id)
+        snapshot = self._read_status_file(status_path(src.store.root, job_id))
         status = snapshot.to_dict() if snapshot is not None else {}
         events = src.store.events(job_id, "alert")
         active, resolved = fold_alert_events(events)
@@ -257,6 +250,17 @@ class MonitorPanel(AccWidget):
         errors += [e["payload"] for e in src.store.events(job_id, "monitor_error") if isinstance(e["payload"], dict)]
         origin = "status file" if snapshot is not None else ("stored alerts" if events else "")
         return status, origin, active, resolved, errors
+
+    def _read_status_file(self, path: Path) -> TrainingStatus | None:
+        """The job's status file, or None when there is none or it cannot be read (then the error says why)."""
+        if not path.is_file():
+            return None
+        try:
+            return read_status(path)
+        except (OSError, ValueError, TypeError) as exc:  # shown under the widget; the stored alerts still are
+            log.warning("cannot read the status file %s: %s", path, exc)
+            self.error = f"cannot read the status file {path}: {type(exc).__name__}: {exc}"
+            return None
 
     # -- commands from the browser ---------------------------------------------------------
     def _on_refresh(self) -> None:
