@@ -378,10 +378,10 @@ def _to_float(text: str) -> float:
 # fields holding strings).
 _DictPlan = tuple[tuple[str, ...], tuple[str, ...], tuple[int, ...], int, tuple[int, ...]]
 _QUOTES = frozenset("'\"")
-_GETTERS: dict[tuple[int, ...], Callable[[list[str]], tuple[str, ...]]] = {}
+_GETTERS: dict[tuple[int, ...], Callable[[list[Any]], tuple[Any, ...]]] = {}
 
 
-def itemgetter_for(picks: tuple[int, ...]) -> Callable[[list[str]], tuple[str, ...]]:
+def itemgetter_for(picks: tuple[int, ...]) -> Callable[[list[Any]], tuple[Any, ...]]:
     """A cached operator.itemgetter for several indices."""
     getter = _GETTERS.get(picks)
     if getter is None:
@@ -389,15 +389,85 @@ def itemgetter_for(picks: tuple[int, ...]) -> Callable[[list[str]], tuple[str, .
     return getter
 
 
+class _Template(NamedTuple):
+    """A learned line format (see ``LogParser._learn_template``): groups are the fields' numbers."""
+
+    regex: re.Pattern[str]
+    prefix: str
+    """The line's text before its first digit or blank: a cheap test before the match."""
+    match: Callable[[str], re.Match[str] | None]
+    """The pattern's fullmatch."""
+    names: tuple[str, ...]
+    raws: tuple[str, ...]
+    getter: Callable[[list[float]], tuple[float, ...]] | None
+    """Picks the metrics' numbers out of the groups (None: one metric, group ``first``)."""
+    first: int
+    factors: tuple[tuple[int, float], ...]
+    """(value index, k/M/G factor)."""
+    step: int
+    step_total: int
+    epoch: int
+    evidence: bool
+    dict_line: bool
+    """A dict line (its step rules: no epoch, no progress counter)."""
+
+
+_TEMPLATES_TRIED = 4
+_PREFIX_END = re.compile(r"[\d \t]")
+_NO_MATCH: Any = object()
+_NUMBER_FULL = re.compile(
+    r"[-+]?(?:\d[\d_]*(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|[nN]a[nN]|[iI]nf(?:inity)?)"
+)
+# A template's number: a cheap charset run (float() then rejects what is not a number, and the line goes
+# to the general path); it starts as the field pattern's values start, so it never takes more than they do.
+_NUMBER_GROUP = r"([-+.]?\d[-+.0-9eE]*|[-+.]?(?:[nN]a[nN]|[iI]nf(?:inity)?))"
+# A progress bar's drawing between two pipes (blocks and blanks change every redraw).
+_BAR = re.compile(r"\|([^|\x00-\x1f]*[^|\x00-\x7f][^|\x00-\x1f]*|[ ]+)\|")
+_LITERAL_PIECES = re.compile(r"(\d+)|([ \t]+)|([^\d \t]+)")
+_SEP_PATTERN = re.compile(r"(?:\\ |\t)+")
+
+
+def _blanks(_m: re.Match[str]) -> str:
+    return "[ \\t]+"
+
+
+def _literal_pattern(line: str, start: int, end: int, bars: list[tuple[int, int]]) -> str:
+    """A pattern for the text between fields: digits not part of a word match any digits, blanks any blanks."""
+    out: list[str] = []
+    pos = start
+    for bar_start, bar_end in bars:
+        if bar_end <= pos or bar_start >= end:
+            continue
+        out.append(_literal_pattern(line, pos, max(pos, bar_start), []))
+        out.append(r"[^|A-Za-z=:]*")
+        pos = min(bar_end, end)
+    for m in _LITERAL_PIECES.finditer(line, pos, end):
+        digits, blanks, other = m.groups()
+        if digits is not None:
+            before = line[m.start() - 1] if m.start() > 0 else " "
+            out.append(re.escape(digits) if before.isalpha() or before == "_" else r"\d+")
+        elif blanks is not None:
+            out.append(r"[ \t]+")
+        else:
+            out.append(re.escape(other))
+    return "".join(out)
+
+
 class LogParser:
     """Turns the lines of one log source into metric records; keeps that source's step.
 
-    ``LogParser(patterns=None, *, max_line_length=65536)``. ``patterns`` are
-    tried before the built-in formats (see ``add_pattern``).
+    ``LogParser(patterns=None, *, max_line_length=65536, templates=True)``.
+    ``patterns`` are tried before the built-in formats (see ``add_pattern``).
+    ``templates``: learn each key/value format from its first line and read
+    later lines of it with one anchored match (the same records, faster).
     """
 
     def __init__(
-        self, patterns: Iterable[PatternLike] | None = None, *, max_line_length: int = DEFAULT_MAX_LINE_LENGTH
+        self,
+        patterns: Iterable[PatternLike] | None = None,
+        *,
+        max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
+        templates: bool = True,
     ) -> None:
         if max_line_length < 1:
             raise ValueError(f"max_line_length must be >= 1, got {max_line_length}")
@@ -418,6 +488,12 @@ class LogParser:
         self._units: dict[tuple[str, str], str] = {}
         self._dict_names: dict[str, str] = {}
         self._dict_plans: dict[tuple[str, ...], _DictPlan | None] = {}
+        self._templates: list[_Template] = []  # most recently used first
+        self._template_cache: dict[str, _Template] = {}
+        self._learned_since_hit = 0
+        self._learn_cooldown = 0 if templates else -1  # -1: never learn
+        self.template_hits = 0
+        """Lines read through a learned template (the fast path for formats seen before)."""
 
     def add_pattern(self, pattern: PatternLike, *, rename: Mapping[str, str] | None = None) -> None:
         """Add a user pattern, tried before the built-in formats.
@@ -471,19 +547,27 @@ class LogParser:
                         result = found
         else:
             # _parse() inlined: this is the hot path (a call costs as much as a regex on a short line)
-            brace = line.find("{")
-            if brace >= 0 and ("':" in line or '":' in line):
-                result = self._parse_dict(line, brace)
-            elif "=" in line:
-                result = self._parse_fields(line)
-            else:
-                lower = line.lower()
-                for word in _GATE_WORDS:
-                    if word in lower:
-                        result = self._parse_fields(line)
+            result = _NO_MATCH
+            for template in self._templates:
+                if line.startswith(template.prefix):
+                    m = template.match(line)
+                    if m is not None:
+                        result = self._apply_template(template, m, line)
                         break
+            if result is _NO_MATCH:
+                brace = line.find("{")
+                if brace >= 0 and ("':" in line or '":' in line):
+                    result = self._parse_dict(line, brace)
+                elif "=" in line:
+                    result = self._parse_fields(line)
                 else:
-                    result = None
+                    lower = line.lower()
+                    for word in _GATE_WORDS:
+                        if word in lower:
+                            result = self._parse_fields(line)
+                            break
+                    else:
+                        result = None
         if result is None:
             stats.other += 1
             return None
@@ -661,6 +745,8 @@ class LogParser:
             explicit = pending if pending is not None and pending > self.last_step else self.last_step + 1
         self._pending_step = None
         self.last_step = explicit
+        if self._learn_cooldown >= 0:
+            self._learn_dict_template(items, plan)
         return explicit, values
 
     def _dict_plan(self, shape: tuple[str, ...], items: list[tuple[str, str, str]]) -> _DictPlan | None:
@@ -751,6 +837,8 @@ class LogParser:
         return full
 
     def _parse_fields(self, line: str) -> tuple[int, list[tuple[str, float, str]]] | None:
+        """The general key/value path: every field looked at in Python. Learns a template when it can."""
+        original = line
         if " is " in line:
             line = line.replace(" is ", ": ")  # "loss is nan"
         if "tensor(" in line:
@@ -766,7 +854,11 @@ class LogParser:
         marker = False
         evidence = False
         values: list[tuple[str, float, str]] = []
-        for key, sep, token in found:
+        # for learning a template: the field of each value (and its unit's factor), the step's and epoch's field
+        origins: list[tuple[int, float]] = []
+        step_at = epoch_at = -1
+        steps_seen = epochs_seen = 0
+        for i, (key, sep, token) in enumerate(found):
             entry = keys.get(key) or self._classify_key(key)
             kind = entry[0]
             if kind == "m" and token[-1] in digits and "/" not in token:
@@ -776,6 +868,7 @@ class LogParser:
                 except ValueError:  # "25,000": the general path below
                     pass
                 else:
+                    origins.append((i, 1.0))
                     if not evidence and (entry[2] or "=" in sep):
                         evidence = True
                     continue
@@ -805,26 +898,54 @@ class LogParser:
                     entry = ("m", self._name(key), True)
             if kind == "m":
                 name = entry[1]
+                factor = 1.0
                 if unit:
                     if unit in _MULTIPLIERS:
-                        number *= _MULTIPLIERS[unit]
+                        factor = _MULTIPLIERS[unit]
+                        number *= factor
                     else:
                         name = self._with_unit(name, unit)
                 values.append((name, number, key))
+                origins.append((i, factor))
                 if entry[2] or "=" in sep:
                     evidence = True
-            elif not math.isfinite(number):
-                continue
             elif kind == "s":
-                explicit = int(number)
-                explicit_total = total
-                marker = True
+                steps_seen += 1
+                if math.isfinite(number):
+                    explicit = int(number)
+                    explicit_total = total
+                    marker = True
+                    step_at = i
             else:
-                epoch = number
-                marker = True
+                epochs_seen += 1
+                if math.isfinite(number):
+                    epoch = number
+                    marker = True
+                    epoch_at = i
+        if (
+            values
+            and (evidence or marker)
+            and line is original
+            and steps_seen == (step_at >= 0)
+            and epochs_seen == (epoch_at >= 0)
+            and len(set(map(_first, values))) == len(values)
+        ):
+            self._learn_template(line, found, values, origins, step_at, explicit_total is not None, epoch_at, evidence)
+        return self._finish_fields(line, values, explicit, explicit_total, epoch, evidence or marker)
+
+    def _finish_fields(
+        self,
+        line: str,
+        values: list[tuple[str, float, str]],
+        explicit: int | None,
+        explicit_total: int | None,
+        epoch: float | None,
+        accepted: bool,
+    ) -> tuple[int, list[tuple[str, float, str]]] | None:
+        """The step of a key/value line, and its values (shared by the general path and the templates)."""
         if epoch is not None:
             self._epoch = epoch
-        if values and not (evidence or marker):
+        if values and not accepted:
             values = []  # "key value" prose with no sign of being metrics
         if explicit is not None and explicit_total is not None:
             # "Step [100/600]": counted within the epoch when an epoch is printed too
@@ -850,6 +971,191 @@ class LogParser:
         self._pending_step = None
         self.last_step = explicit
         return explicit, values
+
+    # -- templates: a line of a format seen before is one anchored match --------------
+
+    def _learn_template(
+        self,
+        line: str,
+        found: list[tuple[str, str, str]],
+        values: list[tuple[str, float, str]],
+        origins: list[tuple[int, float]],
+        step_at: int,
+        step_total: bool,
+        epoch_at: int,
+        evidence: bool,
+    ) -> None:
+        """Turn a parsed line into a pattern for the lines of its format.
+
+        The pattern keeps every key, separator and unit of the line as it is
+        and matches any number where the line has a field's number; other
+        digits (times, counters, percentages) match any digits, runs of
+        blanks any blanks, a progress bar's drawing anything without letters.
+        So a line it matches has the same fields, and the same decisions hold
+        for them: the values are one map(float, ...) away.
+        """
+        if self._learn_cooldown:
+            if self._learn_cooldown > 0:
+                self._learn_cooldown -= 1
+            return
+        parts: list[str] = []
+        pos = 0
+        found_start = len(line)
+        bars = [m.span(1) for m in _BAR.finditer(line)]
+        step_total_group = -1
+        group = 0
+        field_group: list[int] = []
+        for i, m in enumerate(_FIELD.finditer(" " + line)):
+            key_start, token_start, token_end = m.start(1) - 1, m.start(3) - 1, m.end(3) - 1
+            found_start = min(found_start, key_start)
+            parts.append(_literal_pattern(line, pos, key_start, bars))
+            parts.append(re.escape(found[i][0]))
+            parts.append(_SEP_PATTERN.sub(_blanks, re.escape(line[m.end(1) - 1 : token_start])))
+            token = found[i][2]
+            read = _VALUE.match(token)
+            if read is None or "," in token or "_" in token:
+                return  # a token the template's number cannot reproduce exactly
+            number, total = read.group(1), read.group(2)
+            parts.append(_NUMBER_GROUP)
+            field_group.append(group)
+            group += 1
+            suffix = token[len(number) :]
+            if i == step_at and step_total:
+                assert total is not None
+                parts.append(r"/(\d+)")
+                step_total_group = group
+                group += 1
+                suffix = suffix[len(total) + 1 :]
+            parts.append(re.escape(suffix))
+            pos = token_end
+        parts.append(_literal_pattern(line, pos, len(line), bars))
+        pattern = "".join(parts)
+        template = self._template_cache.get(pattern)
+        if template is None:
+            picks = tuple(field_group[i] for i, _ in origins)
+            regex = re.compile(pattern)
+            end = _PREFIX_END.search(line)
+            template = _Template(
+                regex=regex,
+                prefix=line[: min(end.start() if end else len(line), found_start)],
+                match=regex.fullmatch,
+                names=tuple(name for name, _, _ in values),
+                raws=tuple(raw for _, _, raw in values),
+                getter=itemgetter_for(picks) if len(picks) > 1 else None,
+                first=picks[0],
+                factors=tuple((k, f) for k, (_, f) in enumerate(origins) if f != 1.0),
+                step=field_group[step_at] if step_at >= 0 else -1,
+                step_total=step_total_group,
+                epoch=field_group[epoch_at] if epoch_at >= 0 else -1,
+                evidence=evidence,
+                dict_line=False,
+            )
+        self._use_template(pattern, template)
+
+    def _use_template(self, pattern: str, template: _Template) -> None:
+        if len(self._template_cache) > 256:
+            self._template_cache.clear()
+        self._template_cache[pattern] = template
+        templates = self._templates
+        if template in templates:
+            templates.remove(template)
+        templates.insert(0, template)
+        del templates[_TEMPLATES_TRIED:]
+        self._learned_since_hit += 1
+        if self._learned_since_hit > 16:  # formats that never repeat: stop paying for patterns for a while
+            self._learned_since_hit = 0
+            self._learn_cooldown = 1024
+
+    def _learn_dict_template(self, items: list[tuple[str, str, str]], plan: _DictPlan) -> None:
+        """A template for a flat dict line (see ``_learn_template``): keys kept, numbers matched."""
+        if self._learn_cooldown:
+            if self._learn_cooldown > 0:
+                self._learn_cooldown -= 1
+            return
+        names, raws, picks, step_at, _strings = plan
+        picked = set(picks)
+        parts = [r"\{"]
+        for i, (token, _colon, value) in enumerate(items):
+            if i:
+                parts.append(",")
+            parts.append(re.escape(token) + ":")
+            if i in picked:
+                number = value.strip()
+                if _NUMBER_FULL.fullmatch(number) is None or "_" in number:
+                    return
+                lead = value[: len(value) - len(value.lstrip())]
+                trail = value[len(value.rstrip()) :]
+                parts.append(re.escape(lead) + _NUMBER_GROUP + re.escape(trail))
+            else:
+                parts.append(re.escape(value))  # a string field: as it was
+        parts.append(r"\}[ \t]*")
+        pattern = "".join(parts)
+        template = self._template_cache.get(pattern)
+        if template is None:
+            metric_groups = tuple(g for g in range(len(picks)) if g != step_at)
+            regex = re.compile(pattern)
+            template = _Template(
+                regex=regex,
+                prefix="{" + items[0][0] + ":",
+                match=regex.fullmatch,
+                names=names,
+                raws=raws,
+                getter=itemgetter_for(metric_groups) if len(metric_groups) > 1 else None,
+                first=metric_groups[0],
+                factors=(),
+                step=step_at,
+                step_total=-1,
+                epoch=-1,
+                evidence=True,
+                dict_line=True,
+            )
+        self._use_template(pattern, template)
+
+    def _apply_template(self, template: _Template, m: re.Match[str], line: str) -> Any:
+        """The values of a line its template matched; _NO_MATCH when a number will not convert."""
+        try:
+            numbers = list(map(float, m.groups()))
+        except ValueError:
+            return _NO_MATCH
+        self._learned_since_hit = 0
+        self.template_hits += 1
+        getter = template.getter
+        if getter is None:
+            values = [(template.names[0], numbers[template.first], template.raws[0])]
+        else:
+            values = list(zip(template.names, getter(numbers), template.raws, strict=True))
+        for k, factor in template.factors:
+            name, number, raw = values[k]
+            values[k] = (name, number * factor, raw)
+        if template.dict_line:
+            step: int | None = None
+            if template.step >= 0:
+                number = numbers[template.step]
+                if number - number == 0:  # finite
+                    step = int(number)
+            if step is None:
+                pending = self._pending_step
+                step = pending if pending is not None and pending > self.last_step else self.last_step + 1
+            self._pending_step = None
+            self.last_step = step
+            return step, values
+        explicit: int | None = None
+        explicit_total: int | None = None
+        marker = False
+        if template.step >= 0:
+            number = numbers[template.step]
+            if number - number == 0:  # finite
+                explicit = int(number)
+                marker = True
+                if template.step_total >= 0:
+                    explicit_total = int(numbers[template.step_total])
+        epoch: float | None = None
+        if template.epoch >= 0:
+            number = numbers[template.epoch]
+            if number - number == 0:
+                epoch = number
+                marker = True
+        return self._finish_fields(line, values, explicit, explicit_total, epoch, template.evidence or marker)
 
 
 def _qualifier(line: str, key: str, sep: str, token: str) -> str | None:

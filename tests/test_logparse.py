@@ -436,3 +436,63 @@ def test_parse_file_reads_a_whole_log(tmp_path: Path) -> None:
     ]
     assert parser.stats.too_long == 1
     assert parser.stats.lines == 4
+
+
+def _varied_log(n: int, seed: int = 0, block: int = 0) -> list[str]:
+    """Lines of many formats with numbers, units, bars and NaN/Inf varying from line to line."""
+    import random
+
+    rng = random.Random(seed)
+
+    def num() -> str:
+        r = rng.random()
+        if r < 0.03:
+            return rng.choice(["nan", "inf", "-inf", "NaN"])
+        if r < 0.1:
+            return f"{rng.uniform(-5, 5):.3e}"
+        if r < 0.15:
+            return str(rng.randint(0, 20_000))
+        return f"{rng.uniform(0, 10):.{rng.randint(1, 6)}f}"
+
+    formats = [
+        lambda i: f"iter {i}: loss {num()}, time {num()}{rng.choice(['ms', 's'])}, mfu {num()}%",
+        lambda i: f"step {i}: train loss {num()}, {rng.choice(['val', 'test'])} loss {num()}",
+        lambda i: f"| epoch {i // 50:03d} | loss {num()} | ppl {num()} | num_updates {i} | lr {num()} | gnorm {num()}",
+        lambda i: (
+            f"Epoch {i // 40}: {i % 100:3d}%|{'█' * (i % 10)}{' ' * (10 - i % 10)}| {i % 40 + 1}/40 "
+            f"[00:{i % 60:02d}<00:03, {num()}it/s, loss={num()}, v_num=0]"
+        ),
+        lambda i: (
+            f"{i % 40 + 1}/40 [==============================] - 2s 20ms/step - loss: {num()} - accuracy: {num()}"
+        ),
+        lambda i: (
+            f"Epoch {i // 40 + 1}/10"
+            if i % 40 == 0
+            else f"2024-05-01 12:00:{i % 60:02d},{i % 1000:03d} - INFO - "
+            f"step={i} loss={num()} lr={num()} tok/s={num()}{rng.choice(['', 'k', 'M'])}"
+        ),
+        lambda i: f"Epoch [{i // 600 + 1}/10], Step [{i % 600 + 1}/600], Loss: {num()}",
+        lambda i: f"step {rng.choice([str(i), 'nan'])} loss={num()} acc={num()} acc={num()}",
+        lambda i: f"{rng.choice(['Rank', 'rank', 'Saving'])} {i} timed out after {i % 7} seconds, loss {num()}",
+        lambda i: f"layer.{i % 3}.grad_norm {num()} step {i}",
+        lambda i: f"{{'loss': {num()}, 'grad_norm': {num()}, 'learning_rate': {num()}, 'epoch': {num()}}}",
+        lambda i: f'{{"step": {i}, "loss": {num()}, "lr": {num()}, "run": "{rng.choice(["a", "b, c"])}"}}',
+        lambda i: f"{{'eval_loss': {num()}, 'eval_rewards/margins': {rng.choice([num(), repr(num())])}, 'epoch': 1.0}}",
+    ]
+    if block:  # runs of one format, two formats taking turns: as real logs interleave them
+        return [formats[(i // block) % 2 + 2 * ((i // (2 * block)) % 6)](i) for i in range(n)]
+    return [formats[rng.randrange(len(formats))](i) for i in range(n)]
+
+
+@pytest.mark.parametrize("block", [0, 50])
+def test_templates_give_exactly_the_records_of_the_general_path(block: int) -> None:
+    lines = _varied_log(6000, block=block)
+    fast, slow = LogParser(), LogParser(templates=False)
+    got = [repr(fast.parse_line(line)) for line in lines]
+    want = [repr(slow.parse_line(line)) for line in lines]
+    mismatches = [(line, g, w) for line, g, w in zip(lines, got, want, strict=True) if g != w]
+    assert not mismatches[:5]
+    assert fast.stats == slow.stats
+    assert slow.template_hits == 0
+    if block:
+        assert fast.template_hits > len(lines) // 2  # most lines took the fast path
