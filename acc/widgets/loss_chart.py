@@ -31,8 +31,9 @@ How it stays fast and truthful:
   where the user put it while new steps arrive; **Reset** clears the scales'
   limits, which returns the chart to auto-fit, following new data.
 * Live updates come through the shared pump too, at most ``refresh_hz``
-  times a second and flushed when the job ends; one update is two messages
-  (the job's line mark and the status line).
+  times a second (less often when a redraw gets expensive on a very long
+  run: the chart keeps to about a tenth of a core) and flushed when the job
+  ends; one update is two messages (the job's line mark and the status line).
 
 The chart is an ipywidgets ``VBox``: the controls row, the bqplot ``Figure``
 and ``LossChartInfo``, a small acc anywidget (``widgets/loss_chart.js``) with
@@ -88,6 +89,8 @@ PALETTE = (
     "#a55194",  # plum
 )
 CRITICAL = "var(--jp-error-color1, #d32f2f)"
+# A live redraw that took t seconds is followed by at least this many t of rest (the chart's CPU share).
+LIVE_CPU_SHARE_INVERSE = 10.0
 # Where NaN/+Inf (top) and -Inf (bottom) markers sit on the [0, 1] edge scale.
 EDGE_TOP, EDGE_BOTTOM = 1.0, 0.0
 
@@ -294,7 +297,7 @@ class LossChart(ipywidgets.VBox):  # type: ignore[misc]
         self._tail: list[tuple[int | None, dict[str, tuple[list[int], list[float]]]]] = []
         self._jobs: dict[int, _Job] = {}
         self._primary: int | None = None
-        self._last_live = -math.inf
+        self._next_live = -math.inf  # monotonic time before which live redraws wait
         self._last_status = -math.inf
         self._nonfinite_pushed: tuple[Any, ...] | None = None
         self._handles: list[RemovableHandle] = []
@@ -628,11 +631,11 @@ class LossChart(ipywidgets.VBox):  # type: ignore[misc]
         # The pump thread's batches are throttled further to refresh_hz; an explicit pump.flush() from
         # another thread (a job pausing or ending, a test) means "now".
         throttled = threading.current_thread().name == self._pump.name
-        if throttled and not force and now - self._last_live < 1.0 / self.refresh_hz:
+        if throttled and not force and now < self._next_live:
             self._schedule_live()  # too soon: try again in a later pump batch; points keep queueing
             return
         with self._lock:
-            self._last_live = now
+            self._next_live = now + 1.0 / self.refresh_hz
             first_new = self._drain()
             if first_new is None and not force:
                 return
@@ -644,6 +647,10 @@ class LossChart(ipywidgets.VBox):  # type: ignore[misc]
             if beyond and job is not None and job.view and all(d.steps.size and d.steps[-1] > hi for d in job.view):
                 return
             self._refresh(status=force or now - self._last_status > 1.0)
+            # A long run makes each redraw cost more (decimating millions of points): keep the chart's
+            # share of a core at about a tenth, so it never slows the training it shows.
+            spent = time.monotonic() - now
+            self._next_live = max(self._next_live, now + LIVE_CPU_SHARE_INVERSE * spent)
 
     # -- drawing ----------------------------------------------------------------------------------
     def _make_y_scale(self) -> Any:
