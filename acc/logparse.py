@@ -424,7 +424,7 @@ _NUMBER_GROUP = r"([-+.]?\d[-+.0-9eE]*|[-+.]?(?:[nN]a[nN]|[iI]nf(?:inity)?))"
 # A progress bar's drawing between two pipes (blocks and blanks change every redraw).
 _BAR = re.compile(r"\|([^|\x00-\x1f]*[^|\x00-\x7f][^|\x00-\x1f]*|[ ]+)\|")
 _LITERAL_PIECES = re.compile(r"(\d+)|([ \t]+)|([^\d \t]+)")
-_SEP_PATTERN = re.compile(r"(?:\\ |\t)+")
+_SEP_PATTERN = re.compile(r"(?:\\[ \t])+")  # blanks as re.escape() writes them
 
 
 def _blanks(_m: re.Match[str]) -> str:

@@ -475,12 +475,13 @@ def _varied_log(n: int, seed: int = 0, block: int = 0) -> list[str]:
         lambda i: f"step {rng.choice([str(i), 'nan'])} loss={num()} acc={num()} acc={num()}",
         lambda i: f"{rng.choice(['Rank', 'rank', 'Saving'])} {i} timed out after {i % 7} seconds, loss {num()}",
         lambda i: f"layer.{i % 3}.grad_norm {num()} step {i}",
+        lambda i: f"step\t{i}\tloss{rng.choice(['', ':'])}\t{num()}\tlr \t{num()}",
         lambda i: f"{{'loss': {num()}, 'grad_norm': {num()}, 'learning_rate': {num()}, 'epoch': {num()}}}",
         lambda i: f'{{"step": {i}, "loss": {num()}, "lr": {num()}, "run": "{rng.choice(["a", "b, c"])}"}}',
         lambda i: f"{{'eval_loss': {num()}, 'eval_rewards/margins': {rng.choice([num(), repr(num())])}, 'epoch': 1.0}}",
     ]
     if block:  # runs of one format, two formats taking turns: as real logs interleave them
-        return [formats[(i // block) % 2 + 2 * ((i // (2 * block)) % 6)](i) for i in range(n)]
+        return [formats[(i // block) % 2 + 2 * ((i // (2 * block)) % 7)](i) for i in range(n)]
     return [formats[rng.randrange(len(formats))](i) for i in range(n)]
 
 
