@@ -1300,3 +1300,12 @@ def parse_file(
         for line in splitter.finish():
             yield from parser.parse_line(line)
         parser.stats.too_long += splitter.take_dropped()
+
+
+def __getattr__(name: str) -> Any:
+    # DESIGN.md lists LogCapture with this module; it lives in acc.capture (which imports this one).
+    if name == "LogCapture":
+        from acc.capture import LogCapture
+
+        return LogCapture
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
