@@ -66,7 +66,7 @@ from acc.widgets._pump import UpdatePump, default_pump
 from acc.widgets._source import LiveSource, as_source
 from acc.widgets._views import remember
 
-__all__ = ["METRICS", "LossChart"]
+__all__ = ["METRICS", "LossChart", "LossChartInfo"]
 
 log = logging.getLogger(__name__)
 
