@@ -428,9 +428,18 @@ class LogCapture:
     def __enter__(self) -> LogCapture:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        if not self.done():
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        """A hand-fed capture ends completed (failed, stopped on an exception); one with a source is stopped."""
+        if self.done():
+            return
+        if self._threads:
             self.stop()
+        elif exc is None:
+            self.close()
+        elif isinstance(exc, KeyboardInterrupt):
+            self.close(JobStatus.STOPPED, reason="interrupted by the user (KeyboardInterrupt)")
+        else:
+            self.close(JobStatus.FAILED, reason=f"{type(exc).__name__}: {exc}")
 
     def __repr__(self) -> str:
         return f"LogCapture(id={self.id}, name={self.name!r}, status={self.status!r}, step={self.step})"

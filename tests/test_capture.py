@@ -317,3 +317,20 @@ def test_the_capture_job_is_in_history_like_any_job(store: acc.RunStore) -> None
     assert jobs[0].summary is not None
     assert jobs[0].summary["loss"]["final"] == 0.5
     assert "LogCapture(id=" in repr(cap)
+
+
+def test_a_hand_fed_capture_as_a_context_manager(store: acc.RunStore) -> None:
+    with LogCapture("ctx", store=store) as cap:
+        cap.feed("step 1 loss=0.5\n")
+    assert cap.status == "completed"
+    failing = LogCapture("ctx-fail", store=store)
+
+    def fail_inside() -> None:
+        with failing:
+            failing.feed("step 1 loss=0.5\n")
+            raise ValueError("bad batch")
+
+    with pytest.raises(ValueError, match="bad batch"):
+        fail_inside()
+    assert failing.status == "failed"
+    assert store.job(failing.id).reason == "ValueError: bad batch"
