@@ -104,7 +104,7 @@ class AccWidget(anywidget.AnyWidget):
         super().__init__(**traits)
         self._pump = pump if pump is not None else default_pump()
         self._handles: list[RemovableHandle] = []
-        self._scheduled: set[str] = set()
+        self._scheduled: set[tuple[str, str]] = set()  # pump keys, kept so close() needs no live comm
         self.on_msg(self._handle_message)
 
     # -- errors ----------------------------------------------------------------
@@ -133,8 +133,9 @@ class AccWidget(anywidget.AnyWidget):
             with self._reporting(f"updating ({name})"):
                 fn()
 
-        self._scheduled.add(name)
-        self._pump.schedule((self.model_id, name), guarded)
+        key = (self.model_id, name)
+        self._scheduled.add(key)
+        self._pump.schedule(key, guarded)
 
     def _poll(self, name: str, seconds: float, fn: Callable[[], object]) -> None:
         """Run ``fn`` through the pump every ``seconds`` until the widget is closed (state without events)."""
@@ -194,7 +195,8 @@ class AccWidget(anywidget.AnyWidget):
             handle.remove()
         if getattr(self, "_handles", None):
             self._handles.clear()
-        if self.comm is not None:
-            for name in getattr(self, "_scheduled", ()):
-                self._pump.cancel((self.model_id, name))
+        # Cancel by the keys kept at scheduling time: at interpreter exit (Widget.__del__)
+        # the comm may be half torn down and model_id would raise.
+        for key in getattr(self, "_scheduled", ()):
+            self._pump.cancel(key)
         super().close()
