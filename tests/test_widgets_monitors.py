@@ -388,6 +388,17 @@ def test_a_stored_job_shows_the_same_after_a_kernel_restart(gated_run: dict[str,
         fresh.close()
 
 
+def test_a_panel_for_an_older_job_of_a_trainer_shows_that_job_not_the_newest(store: acc.RunStore) -> None:
+    trainer = dead_layer_trainer(store, spiky_batches(90), fetch_every=5)
+    first = trainer.fit(steps=90)
+    trainer.fit(steps=10)  # the monitors have moved on to the second job
+    panel = MonitorPanel(first)
+    assert panel.source_kind == "job" and panel.origin == "status file"
+    assert panel.job["id"] == first.id and panel.step == 90 and panel.run_state == "finished"
+    assert "loss_spike" in codes(panel.resolved_alerts)  # the spike at step 41 was in the first job only
+    panel.close()
+
+
 def test_stored_alerts_alone_rebuild_active_and_resolved(store: acc.RunStore) -> None:
     """No status file (e.g. a job written by another tool): the alert events are enough."""
     job = store.create_job("elsewhere")
@@ -455,6 +466,33 @@ def test_a_dead_lora_adapter_shows_in_the_adapter_table(store: acc.RunStore) -> 
     assert layers["0"] == layers["1.base"] == layers["2.lora_B.default"] == "frozen"
     assert layers["2.lora_A.default"] == "dead"
     assert "accuracy_last_20" in state["streaming"]  # classification: accuracy from the logits
+    panel.close()
+
+
+def test_the_fixed_evaluation_and_its_accuracy_per_slice_pair(store: acc.RunStore) -> None:
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    data = [(torch.randn(16, 8, generator=g), torch.randint(0, 3, (16,), generator=g)) for _ in range(8)]
+    x_val, y_val = torch.randn(60, 8, generator=g), torch.randint(0, 3, (60,), generator=g)
+    patterns, lengths = [i % 3 for i in range(60)], ["short", "long"] * 30
+    ev = acc.monitors.FixedEvalMonitor(
+        (x_val, y_val), every=10, slices=(patterns, lengths), slice_names=("pattern", "length")
+    )
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    trainer = acc.Trainer(model, torch.optim.Adam(model.parameters(), lr=1e-2), data, tasks={"cls": "classification"},
+                          store=store, monitors=acc.monitors.default_monitors(ev))  # fmt: skip
+    panel = MonitorPanel(trainer)
+    assert panel.fixed_eval == {} and panel.pattern == {}  # before the first evaluation: nothing to show
+    trainer.fit(steps=30)
+    state = shown(panel)
+    last = ev.history[-1]
+    assert state["fixed_eval"]["step"] == 30 and state["fixed_eval"]["n"] == 60
+    assert state["fixed_eval"]["accuracy"] == last.accuracy and state["fixed_eval"]["loss"] == last.loss
+    pattern = state["pattern"]
+    assert (pattern["row_name"], pattern["col_name"]) == ("pattern", "length")
+    assert pattern["rows"] == ["0", "1", "2"] and pattern["cols"] == ["long", "short"]
+    assert pattern["count"] == [[10, 10], [10, 10], [10, 10]]
+    assert pattern["accuracy"] == last.heatmap["accuracy"]  # type: ignore[index]
     panel.close()
 
 

@@ -161,7 +161,7 @@ class MonitorPanel(AccWidget):
             self._listen(src.on(Event.JOB_STARTED, self._on_news))
             self._listen(src.on(Event.METRICS_FETCHED, self._on_news))
             self._listen(src.on(Event.JOB_ENDED, self._on_job_ended))
-            self._poll("status", POLL_SECONDS, self._tick)
+            self._poll("watch", POLL_SECONDS, self._tick)
         with self._reporting("reading the monitors"):  # shown under the widget; the panel still appears
             self._refresh()
         remember(self)
