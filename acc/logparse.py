@@ -412,7 +412,7 @@ class _Template(NamedTuple):
     """A dict line (its step rules: no epoch, no progress counter)."""
 
 
-_TEMPLATES_TRIED = 4
+_TEMPLATES_TRIED = 12  # formats one source interleaves; a cheap prefix test comes before each match
 _PREFIX_END = re.compile(r"[\d \t]")
 _NO_MATCH: Any = object()
 _NUMBER_FULL = re.compile(
@@ -490,7 +490,8 @@ class LogParser:
         self._dict_plans: dict[tuple[str, ...], _DictPlan | None] = {}
         self._templates: list[_Template] = []  # most recently used first
         self._template_cache: dict[str, _Template] = {}
-        self._learned_since_hit = 0
+        self._learned = 0  # patterns made in the current window
+        self._hits_at_window = 0
         self._learn_cooldown = 0 if templates else -1  # -1: never learn
         self.template_hits = 0
         """Lines read through a learned template (the fast path for formats seen before)."""
@@ -1061,10 +1062,14 @@ class LogParser:
             templates.remove(template)
         templates.insert(0, template)
         del templates[_TEMPLATES_TRIED:]
-        self._learned_since_hit += 1
-        if self._learned_since_hit > 16:  # formats that never repeat: stop paying for patterns for a while
-            self._learned_since_hit = 0
-            self._learn_cooldown = 1024
+        # Formats that never repeat (or more of them than are tried) would make every line pay for a
+        # pattern: when a window of learning saw fewer hits than patterns made, stop learning for a while.
+        self._learned += 1
+        if self._learned >= 32:
+            if self.template_hits - self._hits_at_window < self._learned:
+                self._learn_cooldown = 4096
+            self._learned = 0
+            self._hits_at_window = self.template_hits
 
     def _learn_dict_template(self, items: list[tuple[str, str, str]], plan: _DictPlan) -> None:
         """A template for a flat dict line (see ``_learn_template``): keys kept, numbers matched."""
@@ -1117,7 +1122,6 @@ class LogParser:
             numbers = list(map(float, m.groups()))
         except ValueError:
             return _NO_MATCH
-        self._learned_since_hit = 0
         self.template_hits += 1
         getter = template.getter
         if getter is None:
@@ -1155,6 +1159,14 @@ class LogParser:
             if number - number == 0:
                 epoch = number
                 marker = True
+        if explicit is not None and explicit_total is None and (template.evidence or marker):
+            # the common case, _finish_fields() without what cannot apply (names are distinct by construction)
+            if epoch is not None:
+                self._epoch = epoch
+                values.append(("epoch", epoch, "epoch"))
+            self._pending_step = None
+            self.last_step = explicit
+            return explicit, values
         return self._finish_fields(line, values, explicit, explicit_total, epoch, template.evidence or marker)
 
 
