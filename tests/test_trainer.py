@@ -55,13 +55,17 @@ def test_the_total_loss_is_the_weighted_sum(two_task_loader: DataLoader, store: 
 
 def test_start_returns_at_once_and_the_summary_is_live(two_task_loader: DataLoader, store: acc.RunStore) -> None:
     trainer = two_task_trainer(two_task_loader, store, fetch_every=5)
-    release = threading.Event()
-    trainer.on(Event.STEP_STARTED, lambda state: release.wait(10) if state.step == 20 else None)
+    reached, release = threading.Event(), threading.Event()
+
+    def gate(state: acc.TrainerState) -> None:
+        if state.step == 20:  # step 20 is recorded and fetched; step 21 waits here
+            reached.set()
+            release.wait(10)
+
+    trainer.on(Event.STEP_STARTED, gate)
     job = trainer.start(steps=40)
     assert not job.done()  # the step-21 gate is closed: start() did not wait for training
-    deadline = time.monotonic() + 10
-    while trainer.state.step < 20 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    assert reached.wait(10)
     summary = trainer.loss_summary()  # while the job is running
     assert set(summary) == {"reg", "cls"}
     assert summary["reg"].n_steps == 20
