@@ -52,12 +52,30 @@ def codes(alerts: list[Any]) -> set[str]:
         ),
         ({"loss": 1.0}, [1.0] * 60, {"plateau"}),  # < 1 % improvement over 50 steps
         ({"loss": 0.5}, [2.0 - i * 0.02 for i in range(60)], set()),  # still improving
+        ({"loss": 2.0}, [0.5 + i * 0.02 for i in range(60)], set()),  # rising is not a plateau
     ],
 )
 def test_rule_table(kwargs: dict[str, Any], history: list[float], expected: set[str]) -> None:
     alerts = AlertsMonitor()
     active = alerts.check_all(step=100, recent_losses=history, **kwargs)
     assert codes(active) == expected
+
+
+@pytest.mark.parametrize(
+    ("grad_norm", "headline"),
+    [
+        (150.0, "Exploding gradients: global gradient norm 150 (> 100)"),
+        (NAN, "Non-finite gradients: global gradient norm is nan"),
+    ],
+)
+def test_gradient_alert_headline_names_what_happened(grad_norm: float, headline: str) -> None:
+    (alert,) = AlertsMonitor().check_all(step=3, loss=1.0, grad_norm=grad_norm)
+    assert alert.message == headline
+
+
+def test_plateau_message_says_how_much_the_loss_moved() -> None:
+    (alert,) = AlertsMonitor().check_all(step=100, loss=1.0, recent_losses=[1.0] * 60)
+    assert alert.message == "Training plateaued: the loss moved +0.00 % over the last 50 steps (less than 1 %)"
 
 
 def test_nan_alert_is_critical_and_recommends_stopping() -> None:

@@ -287,9 +287,14 @@ def _exploding(th: AlertThresholds) -> Callable[[AlertContext], RuleResult]:
         layers = sorted(
             k for k, v in (ctx.gradient_norms or {}).items() if not (math.isfinite(v) and v <= th.exploding)
         )
+        headline = (
+            f"Exploding gradients: {what} {value:.3g} (> {th.exploding:g})"
+            if math.isfinite(value)
+            else f"Non-finite gradients: {what} is {value}"
+        )
         return Finding(
             Severity.CRITICAL,
-            f"Exploding gradients: {what} {value:.3g} (> {th.exploding:g})",
+            headline,
             "Enable gradient clipping (Trainer(grad_clip=1.0)) or lower the learning rate; "
             "check for un-normalised inputs or a loss that is summed instead of averaged.",
             {"value": value, "affected_layers": layers},
@@ -370,11 +375,15 @@ def _plateau(th: AlertThresholds) -> Callable[[AlertContext], RuleResult]:
         if first <= 0:
             return SKIP
         improvement = (first - second) / first
-        if improvement >= th.plateau_min_improvement:
+        # A plateau is a loss that barely moves; one that clearly rises is not a plateau
+        # (the spike, divergence and gradient rules speak for that).
+        if abs(improvement) >= th.plateau_min_improvement:
             return None
+        moved = (second - first) / first * 100
         return Finding(
             Severity.WARNING,
-            f"Training plateaued: {improvement * 100:.2f} % improvement over the last {len(window)} steps",
+            f"Training plateaued: the loss moved {moved:+.2f} % over the last {len(window)} steps "
+            f"(less than {th.plateau_min_improvement * 100:g} %)",
             "Further training may not help at this learning rate: keep the current checkpoint, "
             "try a learning-rate decay or restart, or add data.",
             {"improvement": improvement, "window": len(window)},
