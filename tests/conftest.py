@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,14 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import acc
+
+
+def pytest_configure() -> None:
+    # A session-wide ACC_HOME: kernels that nbval starts for notebooks/ inherit it, so
+    # executed notebooks write their runs to a temporary folder, not notebooks/acc_runs.
+    # (pytest loads this file before collecting, as tests/ is a testpath.)
+    if "ACC_HOME" not in os.environ:
+        os.environ["ACC_HOME"] = tempfile.mkdtemp(prefix="acc-test-home-")
 
 
 @pytest.fixture(autouse=True)
