@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -114,7 +115,10 @@ def test_bad_arguments_are_named(kwargs: dict[str, Any], match: str) -> None:
         ThroughputMonitor(**kwargs)
 
 
-@pytest.mark.parametrize(("seconds", "text"), [(None, "—"), (5.0, "5s"), (150.0, "2.5m"), (7200.0, "2.0h")])
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(None, "—"), (math.nan, "—"), (0.0, "0s"), (0.2, "<1s"), (5.0, "5s"), (150.0, "2.5m"), (7200.0, "2.0h")],
+)
 def test_format_duration(seconds: float | None, text: str) -> None:
     assert format_duration(seconds) == text
 

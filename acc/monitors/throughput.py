@@ -80,9 +80,11 @@ def count_tokens(batch: Any) -> Count:
 
 
 def format_duration(seconds: float | None) -> str:
-    """``"42s"``, ``"3.5m"``, ``"2.1h"``; ``"—"`` when unknown."""
+    """``"42s"``, ``"3.5m"``, ``"2.1h"``; ``"<1s"`` for a time left under a second; ``"—"`` when unknown."""
     if seconds is None or not math.isfinite(seconds):
         return "—"
+    if 0 < seconds < 0.5:
+        return "<1s"  # "0s" would read as done while steps remain
     if seconds < 60:
         return f"{seconds:.0f}s"
     if seconds < 3600:
