@@ -101,6 +101,8 @@ def test_pause_step_step_n_resume_and_stop_from_the_panel(
     send(panel, {"kind": "pause"})
     wait_until(lambda: panel.run_state == "paused")
     assert panel.reason == "user" and dbg.is_paused and panel.step == trainer.state.step
+    wait_until(lambda: panel.data_step == panel.step)
+    assert panel.batch["step"] == panel.data_step == panel.table["step"]  # one pause, one step: never mixed
     send(panel, {"kind": "stop"})
     assert trainer.job is not None
     trainer.job.wait(15)

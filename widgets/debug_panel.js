@@ -116,7 +116,7 @@ export default {
     const stateBadge = h("span", { cls: "acc-state", data: { accField: "state" } });
     const stepValue = h("span", { cls: "acc-num", data: { accField: "step" } });
     const stepOf = h("span", { cls: "acc-of acc-num" });
-    const lossValue = h("span", { cls: "acc-num", data: { accField: "loss" } });
+    const lossValue = h("span", { cls: "acc-num acc-dbg-loss", data: { accField: "loss" } });
     const healthWord = h("span", { cls: "acc-health-word", data: { accField: "health" } });
     const taskChips = h("span", { cls: "acc-dbg-tasks" });
     const reason = h("div", { cls: "acc-dbg-reason" });

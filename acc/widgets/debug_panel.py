@@ -328,15 +328,20 @@ class DebugPanel(AccWidget):
         if step is not None and (force or run_state != "running" or now - self._last_step_sent >= RUNNING_STEP_SECONDS):
             values["step"] = int(step)
             self._last_step_sent = now
+        # The batch, the step data and the table are read together at a pause, so they always belong
+        # to one step (a pause shorter than a poll, e.g. dbg.step() then dbg.resume() in one cell, is
+        # missed as a whole, never half-shown).
         batch_key = (st.get("job_id"), st.get("batch_step")) if st.get("has_batch") else None
-        if batch_key != self._batch_key or force:
-            values.update(self._batch_values(dbg))
-            self._batch_key = batch_key
         if st.get("paused"):
             data_key = (st.get("job_id"), step)
             if data_key != self._data_key or force:
+                values.update(self._batch_values(dbg))
                 values.update(self._data_values(dbg, step))
                 self._data_key = data_key
+        elif self._data_key is None and batch_key != self._batch_key:
+            # no pause seen yet: the controller's last batch (a stopped job's, a hand-written loop's capture)
+            values.update(self._batch_values(dbg))
+        self._batch_key = batch_key
         with self._lock:
             self._set(**values)
 
