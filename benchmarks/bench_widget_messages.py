@@ -52,6 +52,9 @@ KERNEL_SETUP = textwrap.dedent(
         rec = acc.Recorder(tasks={"recon": "reconstruction", "cls": "classification"}, store=_store,
                            fetch_every=50, name=f"bench-{kind}")
         if kind == "acc":
+            # the loop's monitors make the Dashboard show every panel (loss, chart, monitors)
+            acc.monitors.attach(rec, [acc.monitors.StreamingMonitor(), acc.monitors.AlertsMonitor(),
+                                      acc.monitors.StatusMonitor()])
             widget = acc.Dashboard(rec)
         else:
             widget = ipywidgets.IntText()
