@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from conftest import TwoHeadNet, two_task_trainer
 from torch.utils.data import DataLoader
 
 import acc
@@ -22,7 +23,6 @@ from acc.widgets import Dashboard, DebugPanel
 from acc.widgets._binary import PNG_SIGNATURE, from_f32_bytes
 from acc.widgets._pump import UpdatePump
 from acc.widgets.debug_panel import sort_rows, table_view, value_view
-from conftest import TwoHeadNet, two_task_trainer
 
 BYTES = ("batch_png", "step_bars")
 
@@ -359,21 +359,45 @@ def test_panel_needs_a_controller_and_rejects_unknown_arguments(
         DebugPanel(acc.DebugController(), table_rows=0)
 
 
+def test_a_fast_loop_costs_the_panel_at_most_four_messages_a_second(
+    two_task_loader: DataLoader[Any], store: acc.RunStore, pump: UpdatePump
+) -> None:
+    dbg = acc.DebugController()
+    trainer = two_task_trainer(two_task_loader, store, debug_controller=dbg, monitors=None, fetch_every=1)
+    panel = DebugPanel(trainer, pump=pump)
+    sent: list[float] = []
+    panel.comm.send = lambda *args, **kwargs: sent.append(time.monotonic())
+    job = trainer.start(steps=1_000_000)
+    try:
+        wait_until(lambda: panel.run_state == "running")
+        time.sleep(0.3)
+        first_step, first_sent, started = trainer.state.step, len(sent), time.monotonic()
+        time.sleep(1.5)  # step and losses change on every poll (fetch_every=1)
+        n, elapsed, steps = len(sent) - first_sent, time.monotonic() - started, trainer.state.step - first_step
+    finally:
+        dbg.stop()
+        job.wait(15)
+    assert steps > 100
+    assert n <= elapsed * 4 + 1, (n, elapsed, steps)
+    assert panel.run_state == "stopped" and panel.step == trainer.state.step  # the end is shown whole
+
+
 def test_a_closed_panel_is_collected_and_leaves_no_handler(
     two_task_loader: DataLoader[Any], store: acc.RunStore, pump: UpdatePump
 ) -> None:
     dbg = acc.DebugController()
     trainer = two_task_trainer(two_task_loader, store, debug_controller=dbg, monitors=None)
-    handlers_before = sum(len(v) for v in trainer.hooks._handlers.values())
+    before = {e: trainer.hooks.count(e) for e in acc.Event}
     panel = DebugPanel(trainer, pump=pump)
-    assert sum(len(v) for v in trainer.hooks._handlers.values()) == handlers_before + 3
-    ref = weakref.ref(panel)
+    assert sum(trainer.hooks.count(e) for e in acc.Event) == sum(before.values()) + 3
+    trainer.start(steps=3).wait()
     panel.close()
-    del panel
-    gc.collect()
-    assert ref() is None
-    assert sum(len(v) for v in trainer.hooks._handlers.values()) == handlers_before
-    trainer.start(steps=3).wait()  # no handler of the closed panel runs
+    assert {e: trainer.hooks.count(e) for e in acc.Event} == before
+    refs = [weakref.ref(panel), weakref.ref(trainer), weakref.ref(trainer.model), weakref.ref(dbg)]
+    del panel, trainer, dbg
+    for _ in range(3):
+        gc.collect()
+    assert [r() is None for r in refs] == [True, True, True, True]
 
 
 # -- pure helpers ---------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ shows it).
 
 The controller is the one source of truth: the panel reads
 ``dbg.get_state()`` through the shared update pump (a poll every 0.1 s, at
-most 4 step updates a second while the loop runs free; a poll that changes
+most 4 updates of the step and losses a second while the loop runs free; a poll that changes
 nothing sends nothing) and never claims a state the loop is not in: after a
 click on Pause the state reads ``pausing`` until the loop has paused.
 Commands from the browser are validated, then passed on with the
@@ -56,8 +56,9 @@ log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.1
 """How often the controller's state is read (its changes have no event)."""
-RUNNING_STEP_SECONDS = 0.25
-"""While the loop runs free, the step counter is sent at most this often (state changes go at once)."""
+RUNNING_LIVE_SECONDS = 0.25
+"""While the loop runs free, step and losses are sent at most this often (state changes go at once)."""
+_LIVE_VALUES = ("step", "max_steps", "loss", "loss_step", "health", "losses", "steps_left")
 MAX_STEP_N = 1_000_000
 MAX_BARS = 4096
 """At most this many values of a step-data entry are plotted (the first ones)."""
@@ -263,7 +264,7 @@ class DebugPanel(AccWidget):
         self._batch_key: tuple[Any, ...] | None = None
         self._data_key: tuple[Any, ...] | None = None
         self._full_table: dict[str, Any] | None = None
-        self._last_step_sent = 0.0
+        self._last_live = 0.0
         self._own_breakpoints: dict[str, list[RemovableHandle]] = {kind: [] for kind in BREAKPOINT_KINDS}
         super().__init__(pump=pump, **traits)
         for event in (Event.JOB_STARTED, Event.METRICS_FETCHED):
@@ -323,11 +324,16 @@ class DebugPanel(AccWidget):
             "watched": list(st.get("watched") or []),
         }
         step = st.get("step")
-        now = time.monotonic()
-        # While the loop runs free the step changes on every poll: send it at most 4 times a second.
-        if step is not None and (force or run_state != "running" or now - self._last_step_sent >= RUNNING_STEP_SECONDS):
+        if step is not None:
             values["step"] = int(step)
-            self._last_step_sent = now
+        now = time.monotonic()
+        # While the loop runs free, step and losses change on every poll: they go at most 4 times a
+        # second (a state change, a command taken, a pause go at once).
+        if not force and run_state == "running" == self.run_state and now - self._last_live < RUNNING_LIVE_SECONDS:
+            for name in _LIVE_VALUES:
+                values.pop(name, None)
+        else:
+            self._last_live = now
         # The batch, the step data and the table are read together at a pause, so they always belong
         # to one step (a pause shorter than a poll, e.g. dbg.step() then dbg.resume() in one cell, is
         # missed as a whole, never half-shown).
