@@ -246,3 +246,26 @@ def test_bound_without_a_feature_parameter_it_says_what_is_missing(store: acc.Ru
     dbg = acc.DebugController()
     widget = HeatmapWidget(dbg, pump=pump)
     assert widget.source_name == "" and widget.sources == [] and "no source" in widget.note
+
+
+def test_bound_to_a_loop_running_free_it_shows_the_weights_and_waits_for_a_pause_for_the_rest(
+    store: acc.RunStore, pump: UpdatePump
+) -> None:
+    dbg = acc.DebugController(feature_param=FEATURE_PARAM)
+    trainer = competitive_trainer(dbg, store=store, monitors=None)
+    job = trainer.start(steps=100_000)
+    try:
+        wait_until(lambda: trainer.state.step > 2)
+        widget = HeatmapWidget(trainer, pump=pump)  # copies the weights between two steps
+        assert widget.shape == [32, 32] and widget.note == "" and widget.step is not None
+        assert widget.sources == ["weights"]  # step data is kept only while someone looks (a pause)
+        send(widget, {"kind": "select_source", "source": "attraction"})
+        assert "no source 'attraction'" in widget.error
+        send(widget, {"kind": "refresh"})  # a refresh while running: the weights now
+        assert widget.error == "" and widget.step is not None
+        dbg.pause()
+        wait_until(lambda: "attraction" in widget.sources and widget.step == dbg.get_state()["step"])
+        np.testing.assert_allclose(drawn(widget), dbg.cosine_matrix("weights")["matrix"], atol=1e-6)
+    finally:
+        dbg.stop()
+        job.wait(15)

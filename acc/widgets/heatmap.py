@@ -321,7 +321,12 @@ class HeatmapWidget(AccWidget):
             self._compute()
 
     def _compute(self, force: bool = False) -> None:
-        """The chosen source's cosine matrix at the current step (once per (job, step, source, order))."""
+        """The chosen source's cosine matrix at the current step (once per (job, step, source, order)).
+
+        Runs in the pump thread only when the loop is paused (a poll); a command or the constructor
+        runs it in the kernel thread, where the weights of a running loop are copied between two
+        steps (it waits for the step in progress), so the shared pump never waits on the loop.
+        """
         assert self._binding is not None
         dbg = self._binding.controller
         st = dbg.get_state()
@@ -375,6 +380,8 @@ class HeatmapWidget(AccWidget):
                     note="",
                 )
         with self._lock:
+            if (self.source_name, self.order_by) != (source, order):
+                return  # the choice changed while this one was computed: the newer computation shows
             self._set(**values)
 
     # -- commands from the browser ------------------------------------------------------------------
@@ -385,7 +392,7 @@ class HeatmapWidget(AccWidget):
             raise CommandError(f"select_source: no source {source!r}; sources: {', '.join(self.sources) or 'none'}")
         with self._lock:
             self.source_name = source
-        self._schedule("watch", lambda: self._compute(force=True))
+        self._compute(force=True)
 
     def _on_order_by(self, metric: str) -> None:
         if metric and metric not in self.order_options:
@@ -398,14 +405,14 @@ class HeatmapWidget(AccWidget):
             return
         with self._lock:
             self.order_by = metric
-        self._schedule("watch", lambda: self._compute(force=True))
+        self._compute(force=True)
 
     def _on_refresh(self) -> None:
         if self._binding is None:
             with self._lock:
                 self._show_plain()
             return
-        self._schedule("watch", lambda: self._compute(force=True))
+        self._compute(force=True)
 
     def __repr__(self) -> str:
         rows, cols = self.shape

@@ -197,7 +197,9 @@ class TrajectoryWidget(AccWidget):
             self._read(dbg)
             values["step"] = st.get("step")
             pair_sig = (st.get("job_id"), st.get("step"), watched)
-            if force or ((paused or not running) and pair_sig != self._pair_seen):
+            # the weights of a loop running free would be copied between two steps (a wait on the
+            # loop in the shared pump thread): the pairwise matrix follows pauses and the end
+            if (paused or not running) and (force or pair_sig != self._pair_seen):
                 self._pair_seen = pair_sig
                 values["pairwise"] = self._pairwise(dbg, list(watched), st)
         with self._lock:
