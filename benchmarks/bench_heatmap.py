@@ -141,7 +141,7 @@ def main() -> None:
     }
     print(f"HeatmapWidget in JupyterLab + Chromium: {args.rounds} updates per size (alternating, medians),")
     print(f"{args.moves} mouse moves per size")
-    print(f"  {'':34} {'64 x 64':>10} {'1024 x 1024':>12} {'ratio':>7}")
+    print(f"  {'':40} {'64 x 64':>11} {'1024 x 1024':>13} {'ratio':>7}")
     for key, label in (
         ("total", "new matrix -> drawn (kernel to screen)"),
         ("draw", "canvas draw (colour map + blit)"),
