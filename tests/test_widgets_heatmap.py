@@ -269,3 +269,12 @@ def test_bound_to_a_loop_running_free_it_shows_the_weights_and_waits_for_a_pause
     finally:
         dbg.stop()
         job.wait(15)
+
+
+def test_bound_to_more_features_than_it_draws_it_says_so(pump: UpdatePump) -> None:
+    weight = torch.nn.Parameter(torch.rand(2049, 2))
+    dbg = acc.DebugController(feature_param=weight)
+    with dbg.loop():
+        dbg.capture_step_data("m", torch.ones(2049))
+        widget = HeatmapWidget(dbg, pump=pump)
+        assert widget.shape == [0, 0] and "2049 x 2049 is more than the heatmap draws" in widget.note

@@ -355,6 +355,12 @@ class HeatmapWidget(AccWidget):
             values.update(note="no source: the controller has no feature_param and this step has no [D, K] data")
         elif source == "weights" and d is None:
             values.update(note="waiting for a job: the feature parameter's rows are known once one starts")
+        elif d is not None and d * d > MAX_CELLS:
+            values.update(
+                note=f"{d} x {d} is more than the heatmap draws ({MAX_CELLS:,} cells): show a slice of "
+                f"dbg.cosine_matrix({source!r})['matrix'] in a plain HeatmapWidget",
+                title=f"cosine · {source}",
+            )
         else:
             try:
                 out = dbg.cosine_matrix(source, order_by=order or None)
