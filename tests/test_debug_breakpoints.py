@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import TwoHeadNet
 from torch.utils.data import DataLoader
 
 import acc
 from acc import Event
-from conftest import TwoHeadNet
 
 
 def wait_until(pred: Callable[[], bool], timeout: float = 10.0) -> None:

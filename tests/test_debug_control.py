@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import two_task_trainer
 from torch.utils.data import DataLoader
 
 import acc
 from acc import Event
-from conftest import two_task_trainer
 
 
 def trainer_with(

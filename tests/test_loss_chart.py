@@ -15,13 +15,13 @@ import bqplot
 import ipywidgets
 import numpy as np
 import pytest
+from conftest import two_task_trainer
 from ipywidgets.widgets.widget import _remove_buffers
 from torch.utils.data import DataLoader
 
 import acc
 from acc.widgets._pump import UpdatePump
 from acc.widgets.loss_chart import LossChart, LossChartInfo, _merge, _Series
-from conftest import two_task_trainer
 
 # -- helpers -------------------------------------------------------------------------------------------
 

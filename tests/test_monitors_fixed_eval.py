@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import TwoHeadNet, make_regression_data, two_task_trainer
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import acc
 from acc.monitors import FixedEvalMonitor, expected_calibration_error, heatmap_matrix, sliced_accuracy
-from conftest import TwoHeadNet, make_regression_data, two_task_trainer
 
 
 def eval_set(n: int = 120, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:

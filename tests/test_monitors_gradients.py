@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import TwoHeadNet, two_task_trainer
 from torch import nn
 from torch.utils.data import DataLoader
 
 import acc
 from acc.monitors import GradientMonitor, GradientThresholds, create_lora_monitor, layer_status
-from conftest import TwoHeadNet, two_task_trainer
 
 NAN, INF = math.nan, math.inf
 TH = GradientThresholds()

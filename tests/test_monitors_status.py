@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import two_task_trainer
 from torch.utils.data import DataLoader
 
 import acc
 from acc.monitors import StatusMonitor, TrainingStatus, read_status, status_path
-from conftest import two_task_trainer
 
 SEED_FIELDS = [
     "streaming_ce",
