@@ -39,6 +39,7 @@ __all__ = [
     "Thresholds",
     "classify_loss",
     "compute_loss_summary",
+    "health_within",
     "infer_task_type",
     "loss_trend",
     "normalize_task_type",
@@ -239,16 +240,24 @@ def classify_loss(
     else:
         task_type = task_type_or_value if task_type_or_value is None else str(task_type_or_value)
         value = _as_float(loss_value)
-    if not math.isfinite(value):
-        return LossHealth.CRITICAL
     bounds = (
         Thresholds.coerce(thresholds)
         if thresholds is not None
         else DEFAULT_THRESHOLDS.get(_resolve_type(task_name, task_type))
     )
-    if bounds is None:
-        return LossHealth.HEALTHY
-    if value < bounds.healthy:
+    return health_within(value, bounds)
+
+
+def health_within(value: float, bounds: Thresholds | None) -> LossHealth:
+    """The verdict on ``value`` for resolved ``bounds`` (None: no thresholds). NaN/Inf are CRITICAL.
+
+    The shared rule behind ``classify_loss``; callers that resolved a task's
+    bounds once (a Task, the recorder) call it per value without the name and
+    alias lookups.
+    """
+    if not math.isfinite(value):
+        return LossHealth.CRITICAL
+    if bounds is None or value < bounds.healthy:
         return LossHealth.HEALTHY
     if value < bounds.warning:
         return LossHealth.WARNING

@@ -23,10 +23,11 @@ import torch
 import torch.nn.functional as F
 
 from acc.loss_health import (
+    DEFAULT_THRESHOLDS,
     LossHealth,
     TaskTypeName,
     Thresholds,
-    classify_loss,
+    health_within,
     normalize_task_type,
 )
 
@@ -133,7 +134,13 @@ class Task:
         return value
 
     def classify(self, task_name: str, value: float) -> LossHealth:
-        return classify_loss(task_name, self.task_type, value, thresholds=self.thresholds)
+        """The health of one value of this task's loss (its own thresholds, else its type's defaults).
+
+        The same verdict as ``classify_loss(task_name, self.task_type, value,
+        thresholds=self.thresholds)``, without resolving the type name on every call.
+        """
+        bounds = self.thresholds if self.thresholds is not None else DEFAULT_THRESHOLDS.get(self.task_type)
+        return health_within(value, bounds)
 
     def describe(self) -> dict[str, Any]:
         """What the store keeps about the task (JSON-friendly)."""

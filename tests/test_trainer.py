@@ -30,8 +30,9 @@ def test_a_real_model_trains_and_the_store_holds_every_step(two_task_loader: Dat
     assert job.status == "completed"
     points = store.metrics(job.id)
     assert sorted(points) == ["grad_norm", "learning_rate", "loss", "loss/cls", "loss/reg"]
-    for series in points.values():
-        assert [p["step"] for p in series] == list(range(1, 81))
+    for name, series in points.items():
+        expected = list(range(1, 81, 10)) if name == "grad_norm" else list(range(1, 81))  # grad norm: sampled
+        assert [p["step"] for p in series] == expected
     reg = [p["value"] for p in points["loss/reg"]]
     assert sum(reg[-10:]) / 10 < 0.2 * sum(reg[:10]) / 10  # it really learned
     assert all(p["value"] == pytest.approx(1e-2) for p in points["learning_rate"])
@@ -90,8 +91,38 @@ def test_step_infos_carry_losses_health_types_lr_grad_norm_and_time(
     assert set(info["health"].values()) <= {"healthy", "warning", "critical"}
     assert info["overall_health"] == acc.worst_health(info["health"].values()).value
     assert info["lr"] == pytest.approx(1e-2)
-    assert info["grad_norm"] > 0
     assert abs(info["wall_time"] - time.time()) < 60
+    # the global gradient norm is sampled every 10 steps by default, from the first
+    assert [i["step"] for i in infos if i["grad_norm"] is not None] == [1, 11]
+    assert all(i["grad_norm"] > 0 for i in infos if i["grad_norm"] is not None)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "steps_with_norm"),
+    [({"grad_norm_every": 1}, list(range(1, 7))), ({"grad_norm_every": 4}, [1, 5]), ({"grad_norm_every": None}, []),
+     ({"grad_norm_every": None, "grad_clip": 1.0}, list(range(1, 7)))],
+)  # fmt: skip
+def test_grad_norm_sampling(
+    two_task_loader: DataLoader, store: acc.RunStore, kwargs: dict[str, Any], steps_with_norm: list[int]
+) -> None:
+    job = two_task_trainer(two_task_loader, store, **kwargs).fit(steps=6)
+    stored = store.metrics(job.id, names=["grad_norm"]).get("grad_norm", [])
+    assert [p["step"] for p in stored] == steps_with_norm
+    assert all(p["value"] > 0 for p in stored)
+
+
+def test_grad_norm_matches_torch(two_task_loader: DataLoader, store: acc.RunStore) -> None:
+    norms: list[torch.Tensor] = []
+    trainer = two_task_trainer(two_task_loader, store, grad_norm_every=1)
+    trainer.on(
+        Event.AFTER_BACKWARD,
+        lambda state: norms.append(
+            torch.nn.utils.get_total_norm([p.grad for p in trainer.model.parameters() if p.grad is not None])
+        ),
+    )
+    job = trainer.fit(steps=3)
+    stored = [p["value"] for p in store.metrics(job.id, names=["grad_norm"])["grad_norm"]]
+    assert stored == pytest.approx([float(n) for n in norms], rel=1e-5)
 
 
 def _count_host_reads(trainer: acc.Trainer, steps: int, monkeypatch: pytest.MonkeyPatch) -> int:
