@@ -9,9 +9,13 @@ last flush interval of points is lost and the database stays whole.
 Where it lives: ``RunStore(path)``; with no path ``$ACC_HOME`` if set, else
 ``./acc_runs`` in the working directory (as TensorBoard's ``runs/``).
 
-NaN is stored as SQL NULL (SQLite has no NaN) and read back as NaN; nothing
-else is ever stored as NULL, so the round trip is exact. +/-Inf are stored as
-they are.
+Points are stored in chunks: one row per series per commit holding packed
+int64 steps and float64 values and wall times (``acc._chunks``), so ingest is
+a few numpy conversions per series and reading a series is ``np.frombuffer``
+rather than a Python object per point. NaN and Inf are stored bit for bit. A
+step written twice keeps its later value. Small chunks are merged in the
+background and when a job ends, so a finished job's 10,000-step window reads
+one or two chunks.
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ import contextlib
 import json
 import logging
 import math
-import operator
 import os
 import queue
 import socket
@@ -37,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from acc import _chunks
 from acc.loss_health import LossSummary, LossSummaryAccumulator, Thresholds
 
 if TYPE_CHECKING:
@@ -56,7 +60,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DB_FILENAME = "acc.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # Series names the trainer writes. Each task's loss is "loss/<task>".
 LOSS_PREFIX = "loss/"
 
@@ -144,14 +148,18 @@ CREATE TABLE IF NOT EXISTS series (
     name TEXT NOT NULL,
     UNIQUE (job_id, name)
 );
--- Clustered by (series, step): a step-range query is one B-tree range scan.
-CREATE TABLE IF NOT EXISTS points (
+-- One row per series per commit (or per compaction); id orders the writes.
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY,
     series_id INTEGER NOT NULL,
-    step INTEGER NOT NULL,
-    value REAL,
-    wall_time REAL,
-    PRIMARY KEY (series_id, step)
-) WITHOUT ROWID;
+    first_step INTEGER NOT NULL,
+    last_step INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    steps BLOB NOT NULL,
+    vals BLOB NOT NULL,
+    walls BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_by_series ON chunks (series_id, first_step);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
     job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
@@ -180,13 +188,6 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-_STEP_OF = operator.itemgetter(1)
-
-
-def _from_db(value: float | None) -> float:
-    return math.nan if value is None else value
-
-
 class _Writer(threading.Thread):
     """Commits queued points in batches on its own connection."""
 
@@ -198,6 +199,7 @@ class _Writer(threading.Thread):
         self._flush_interval = flush_interval
         self._batch_size = batch_size
         self._series_ids: dict[tuple[int, str], int] = {}
+        self._small_chunks: dict[int, int] = {}  # series id -> chunks written since its last compaction
         self.error: BaseException | None = None
         self.points_written = 0
 
@@ -278,37 +280,31 @@ class _Writer(threading.Thread):
             self._series_ids[key] = sid
         return sid
 
-    def _ids_for(self, conn: sqlite3.Connection, job_id: int, points: Sequence[Point]) -> dict[str, int]:
-        cache = self._series_ids
-        ids: dict[str, int] = {}
-        for name in {p[0] for p in points}:
-            sid = cache.get((job_id, name))
-            ids[name] = sid if sid is not None else self._series_id(conn, job_id, name)
-        return ids
-
     def _commit(
         self,
         conn: sqlite3.Connection,
         batches: list[tuple[int, Sequence[Point]]],
         events: list[tuple[Any, ...]],
     ) -> None:
-        # Group the queued blocks per job, then one executemany per job. NaN -> NULL
-        # is inlined (``v != v`` is the NaN test): this loop is the ingest hot path.
-        rows_by_job: dict[int, list[tuple[int, int, float | None, float]]] = {}
-        last_by_job: dict[int, int] = {}
+        # Queued blocks -> per-series columns -> one chunk row per series. This is the
+        # ingest hot path: one Python pass to group the points, then numpy.
+        by_job: dict[int, list[Point]] = {}
         for job_id, points in batches:
-            rows = rows_by_job.setdefault(job_id, [])
-            ids = self._ids_for(conn, job_id, points)
-            rows.extend([(ids[n], st, None if v != v else v, w) for n, st, v, w in points])
-            if points:
-                last = max(map(_STEP_OF, points))  # C-level pass; blocks may be out of order
-                last_by_job[job_id] = max(last, last_by_job.get(job_id, last))
+            by_job.setdefault(job_id, []).extend(points)
+        compact: list[int] = []
         with conn:
-            for job_id, rows in rows_by_job.items():
-                conn.executemany(
-                    "INSERT OR REPLACE INTO points (series_id, step, value, wall_time) VALUES (?, ?, ?, ?)", rows
-                )
-                last = last_by_job.get(job_id)
+            for job_id, points in by_job.items():
+                last = None
+                for name, (steps, values, walls) in _chunks.columns_of(points).items():
+                    sid = self._series_id(conn, job_id, name)
+                    row = _chunks.encode(np.array(steps, np.int64), np.array(values, np.float64),
+                                         np.array(walls, np.float64))  # fmt: skip
+                    conn.execute(_INSERT_CHUNK, (sid, *row))
+                    last = row[1] if last is None else max(last, row[1])
+                    count = self._small_chunks.get(sid, 0) + 1
+                    self._small_chunks[sid] = count
+                    if count >= _COMPACT_AFTER:
+                        compact.append(sid)
                 conn.execute(
                     "UPDATE jobs SET last_step = MAX(COALESCE(last_step, ?), ?), heartbeat = ? WHERE id = ?",
                     (last, last, time.time(), job_id),
@@ -317,6 +313,63 @@ class _Writer(threading.Thread):
                 conn.executemany(
                     "INSERT INTO events (job_id, step, kind, payload, wall_time) VALUES (?, ?, ?, ?, ?)", events
                 )
+        for sid in compact:
+            with conn:
+                _compact_tail(conn, sid)
+            self._small_chunks[sid] = 0
+
+
+# A live series' small chunks are merged after this many commits (~16 s at 4 commits/s).
+_COMPACT_AFTER = 64
+_INSERT_CHUNK = (
+    "INSERT INTO chunks (series_id, first_step, last_step, n, steps, vals, walls) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _read_chunks(conn: sqlite3.Connection, series_id: int, where: str = "", params: Sequence[Any] = ()) -> list[
+    tuple[int, int, bytes, bytes, bytes]
+]:  # fmt: skip
+    rows = conn.execute(
+        f"SELECT id, n, steps, vals, walls FROM chunks WHERE series_id = ?{where} ORDER BY id", [series_id, *params]
+    ).fetchall()
+    return rows
+
+
+def _compact_tail(conn: sqlite3.Connection, series_id: int) -> None:
+    """Merge the series' chunks written after its last full chunk (keeps the write order intact)."""
+    full = conn.execute(
+        "SELECT MAX(id) FROM chunks WHERE series_id = ? AND n >= ?", (series_id, _chunks.CHUNK_POINTS)
+    ).fetchone()[0]
+    rows = _read_chunks(conn, series_id, " AND id > ?", (full if full is not None else -1,))
+    if len(rows) > 1:
+        _rewrite(conn, series_id, rows)
+
+
+def _compact_all(conn: sqlite3.Connection, series_id: int) -> None:
+    """Merge all of a series into sorted, de-duplicated chunks of CHUNK_POINTS (a finished job's series)."""
+    rows = _read_chunks(conn, series_id)
+    if len(rows) > 1 or (rows and rows[0][1] > _chunks.CHUNK_POINTS):
+        _rewrite(conn, series_id, rows)
+
+
+def _rewrite(conn: sqlite3.Connection, series_id: int, rows: list[tuple[int, int, bytes, bytes, bytes]]) -> None:
+    merged = _chunks.merge(_chunks.decode(st, v, w) for _, _, st, v, w in rows)
+    conn.executemany("DELETE FROM chunks WHERE id = ?", [(r[0],) for r in rows])
+    conn.executemany(_INSERT_CHUNK, [(series_id, *row) for row in _chunks.split(merged)])
+
+
+def _migrate_points_table(conn: sqlite3.Connection) -> None:
+    """Schema 1 kept one row per point; move its series into chunks (nothing is lost)."""
+    sids = [r[0] for r in conn.execute("SELECT DISTINCT series_id FROM points")]
+    for sid in sids:
+        rows = conn.execute(
+            "SELECT step, value, wall_time FROM points WHERE series_id = ? ORDER BY step", (sid,)
+        ).fetchall()
+        steps = np.array([r[0] for r in rows], np.int64)
+        values = np.array([math.nan if r[1] is None else r[1] for r in rows], np.float64)
+        walls = np.array([math.nan if r[2] is None else r[2] for r in rows], np.float64)
+        conn.executemany(_INSERT_CHUNK, [(sid, *row) for row in _chunks.split((steps, values, walls))])
+    conn.execute("DROP TABLE points")
 
 
 def _connect(db_path: Path) -> sqlite3.Connection:
@@ -374,6 +427,11 @@ class RunStore:
                     "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
                 )
             version = int(conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+            if version == 1:
+                with conn:
+                    _migrate_points_table(conn)
+                    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+                version = SCHEMA_VERSION
         except sqlite3.DatabaseError as exc:
             self._drop_conn()
             raise StoreError(f"{self.db_path} is not a usable acc run store: {exc}") from exc
@@ -464,6 +522,9 @@ class RunStore:
         self.flush()
         summary_json = None if summary is None else _dumps({k: v.to_dict() for k, v in summary.items()})
         with self._conn() as conn:
+            # a finished series is read far more than written: merge it into full, sorted chunks
+            for (sid,) in conn.execute("SELECT id FROM series WHERE job_id = ?", (job_id,)).fetchall():
+                _compact_all(conn, sid)
             conn.execute(
                 "UPDATE jobs SET status = ?, ended = ?, error = ?, reason = ?, summary = COALESCE(?, summary), "
                 "last_step = COALESCE(?, last_step) WHERE id = ?",
@@ -493,7 +554,7 @@ class RunStore:
 
     def delete_job(self, job_id: int) -> None:
         with self._conn() as conn:
-            conn.execute("DELETE FROM points WHERE series_id IN (SELECT id FROM series WHERE job_id = ?)", (job_id,))
+            conn.execute("DELETE FROM chunks WHERE series_id IN (SELECT id FROM series WHERE job_id = ?)", (job_id,))
             conn.execute("DELETE FROM series WHERE job_id = ?", (job_id,))
             conn.execute("DELETE FROM events WHERE job_id = ?", (job_id,))
             conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
@@ -554,40 +615,31 @@ class RunStore:
             return ids
         return {n: ids[n] for n in names if n in ids}
 
-    @staticmethod
-    def _range(start: int | None, end: int | None) -> tuple[str, list[int]]:
-        sql, params = "", []
+    def _columns(self, series_id: int, start: int | None, end: int | None) -> _chunks.Columns:
+        """A series' points in [start, end] from the chunks that overlap it, merged and windowed."""
+        where, params = "", []
         if start is not None:
-            sql += " AND step >= ?"
+            where += " AND last_step >= ?"
             params.append(int(start))
         if end is not None:
-            sql += " AND step <= ?"
+            where += " AND first_step <= ?"
             params.append(int(end))
-        return sql, params
+        rows = _read_chunks(self._conn(), series_id, where, params)
+        merged = _chunks.merge(_chunks.decode(st, v, w) for _, _, st, v, w in rows)
+        return _chunks.window(merged, start, end)
 
     def series(
         self, job_id: int, name: str, *, start: int | None = None, end: int | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One series as arrays ``(steps int64, values float64, wall_times float64)``, steps ascending."""
+        """One series as arrays ``(steps int64, values float64, wall_times float64)``, steps ascending.
+
+        ``start``/``end`` is an inclusive step range. A step written twice has its later value.
+        """
         sid = self._series_ids(job_id, [name]).get(name)
         if sid is None:
             empty = np.empty(0)
             return empty.astype(np.int64), empty, empty
-        where, params = self._range(start, end)
-        rows = (
-            self._conn()
-            .execute(
-                f"SELECT step, value, wall_time FROM points WHERE series_id = ?{where} ORDER BY step", [sid, *params]
-            )
-            .fetchall()
-        )
-        if not rows:
-            empty = np.empty(0)
-            return empty.astype(np.int64), empty, empty
-        steps = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        values = np.fromiter((_from_db(r[1]) for r in rows), dtype=np.float64, count=len(rows))
-        walls = np.fromiter((r[2] if r[2] is not None else math.nan for r in rows), dtype=np.float64, count=len(rows))
-        return steps, values, walls
+        return self._columns(sid, start, end)
 
     def metrics(
         self,
@@ -603,14 +655,12 @@ class RunStore:
         inclusive step range.
         """
         out: dict[str, list[dict[str, float]]] = {}
-        where, params = self._range(start, end)
-        conn = self._conn()
         for name, sid in sorted(self._series_ids(job_id, names).items()):
-            rows = conn.execute(
-                f"SELECT step, value, wall_time FROM points WHERE series_id = ?{where} ORDER BY step",
-                [sid, *params],
-            )
-            out[name] = [{"step": s, "value": _from_db(v), "timestamp": w} for s, v, w in rows]
+            steps, values, walls = self._columns(sid, start, end)
+            out[name] = [
+                {"step": s, "value": v, "timestamp": w}
+                for s, v, w in zip(steps.tolist(), values.tolist(), walls.tolist(), strict=True)
+            ]
         return out
 
     def metrics_frame(

@@ -200,3 +200,71 @@ def test_default_location_is_acc_home_then_cwd(tmp_path: Path, monkeypatch: pyte
     monkeypatch.chdir(tmp_path)
     assert RunStore().root == tmp_path / "acc_runs"
     assert (tmp_path / "acc_runs" / "acc.sqlite").exists()
+
+
+def _chunk_count(store: RunStore, job: int, name: str) -> int:
+    sid = store._series_ids(job, [name])[name]
+    return int(store._conn().execute("SELECT COUNT(*) FROM chunks WHERE series_id = ?", (sid,)).fetchone()[0])
+
+
+def test_out_of_order_and_repeated_steps_across_commits(store: RunStore) -> None:
+    job = store.create_job("messy")
+    store.log_points(job, [("loss", s, float(s), 0.0) for s in (5, 3, 9, 3)])  # 3 twice in one block
+    store.flush()
+    store.log_points(job, [("loss", 9, 90.0, 1.0), ("loss", 1, 1.0, 1.0)])  # a later write of step 9
+    store.flush()
+    steps, values, walls = store.series(job, "loss")
+    assert steps.tolist() == [1, 3, 5, 9]
+    assert values.tolist() == [1.0, 3.0, 5.0, 90.0]  # the later write of a step wins
+    assert walls.tolist() == [1.0, 0.0, 0.0, 1.0]
+    assert store.series(job, "loss", start=2, end=8)[0].tolist() == [3, 5]
+    store.finish_job(job, "completed")  # compaction keeps the same answers
+    assert store.series(job, "loss")[1].tolist() == [1.0, 3.0, 5.0, 90.0]
+
+
+def test_live_series_are_compacted_and_finished_ones_merged(tmp_path: Path) -> None:
+    store = RunStore(tmp_path, flush_interval=0.01)
+    job = store.create_job("many commits")
+    for block in range(200):  # 200 commits of 10 steps: many small chunks
+        store.log_points(job, [("loss", block * 10 + i, float(block * 10 + i), 0.0) for i in range(10)])
+        store.flush()
+    assert _chunk_count(store, job, "loss") < 64  # merged in the background while running
+    assert store.series(job, "loss")[0].tolist() == list(range(2000))
+    store.log_points(job, [("loss", s, float(s), 0.0) for s in range(2000, 40_000)])
+    store.finish_job(job, "completed")
+    assert _chunk_count(store, job, "loss") == 3  # 40,000 points in full chunks of 16,384
+    steps, values, _ = store.series(job, "loss", start=16_000, end=16_999)
+    assert steps.tolist() == list(range(16_000, 17_000)) and values.tolist() == [float(s) for s in steps]
+
+
+def test_a_schema_1_store_is_migrated_with_nothing_lost(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "acc.sqlite"
+    conn = sqlite3.connect(db)
+    conn.executescript(
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('schema_version', '1');
+        CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, kind TEXT NOT NULL DEFAULT 'train',
+            status TEXT NOT NULL, created REAL NOT NULL, started REAL, ended REAL, heartbeat REAL, last_step INTEGER,
+            pid INTEGER, host TEXT, config TEXT, error TEXT, reason TEXT, summary TEXT);
+        CREATE TABLE series (id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL, name TEXT NOT NULL,
+            UNIQUE (job_id, name));
+        CREATE TABLE points (series_id INTEGER NOT NULL, step INTEGER NOT NULL, value REAL, wall_time REAL,
+            PRIMARY KEY (series_id, step)) WITHOUT ROWID;
+        INSERT INTO jobs (name, status, created) VALUES ('old', 'completed', 0);
+        INSERT INTO series VALUES (1, 1, 'loss');
+        INSERT INTO points VALUES (1, 1, 0.5, 10.0), (1, 2, NULL, 11.0), (1, 3, 9e999, 12.0);
+        """
+    )
+    conn.commit()
+    conn.close()
+    store = RunStore(tmp_path)
+    steps, values, walls = store.series(1, "loss")
+    assert steps.tolist() == [1, 2, 3]
+    assert values[0] == 0.5 and math.isnan(values[1]) and values[2] == math.inf  # NULL was schema 1's NaN
+    assert walls.tolist() == [10.0, 11.0, 12.0]
+    tables = {r[0] for r in store._conn().execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "points" not in tables
+    assert store.integrity_check() == "ok"
