@@ -324,6 +324,8 @@ class LossChart(ipywidgets.VBox):  # type: ignore[misc]
         # -- the figure ---------------------------------------------------------------
         self._x = bqplot.LinearScale()
         self._y = self._make_y_scale()
+        # Line marks kept for the next job's lines: a job starting changes data, not the figure's marks.
+        self._spare: list[Any] = [self._new_lines()]
         self._edge = bqplot.LinearScale(min=0.0, max=1.0)
         self._x_axis = bqplot.Axis(scale=self._x, label="step", tick_format="~s", grid_lines="dashed")
         self._y_axis = self._make_y_axis()
@@ -340,7 +342,7 @@ class LossChart(ipywidgets.VBox):  # type: ignore[misc]
         )
         self._panzoom = self._make_panzoom()
         self.figure = bqplot.Figure(
-            marks=[self._nonfinite],
+            marks=[*self._spare, self._nonfinite],
             axes=[self._x_axis, self._y_axis],
             interaction=self._panzoom,
             fig_margin={"top": 16, "bottom": 42, "left": 64, "right": 16},
@@ -493,6 +495,7 @@ class LossChart(ipywidgets.VBox):  # type: ignore[misc]
             for job in self._jobs.values():
                 self._close_marks(job)
             for w in (
+                *self._spare,
                 self._nonfinite,
                 self._panzoom,
                 self._x_axis,
@@ -693,6 +696,9 @@ class LossChart(ipywidgets.VBox):  # type: ignore[misc]
                 self.figure.axes = [self._x_axis, self._y_axis]
                 for job in self._jobs.values():
                     self._close_marks(job)  # their y scale is gone
+                for lines in self._spare:
+                    lines.close()
+                self._spare = [self._new_lines()]
                 for w in (old_axis, old_scale):
                     w.close()
             drawn = {j.job_id for j in self._jobs_drawn()}
@@ -705,23 +711,39 @@ class LossChart(ipywidgets.VBox):  # type: ignore[misc]
     def _rebuild_marks(self) -> None:
         marks = []
         for index, job in enumerate(self._jobs_drawn()):
+            overlay = index > 0
             if job.lines is None:
-                overlay = index > 0
-                job.lines = bqplot.Lines(
-                    x=np.empty(0),
-                    y=np.empty(0),
-                    scales={"x": self._x, "y": self._y},
-                    stroke_width=1.5 if not overlay else 1.25,
-                    line_style="dashed" if overlay else "solid",
-                    apply_clip=True,
-                )
+                job.lines = self._spare.pop() if self._spare else self._new_lines()
                 job.pushed = None
+            style = {"stroke_width": 1.25 if overlay else 1.5, "line_style": "dashed" if overlay else "solid"}
+            if any(getattr(job.lines, k) != v for k, v in style.items()):
+                with job.lines.hold_sync():
+                    for k, v in style.items():
+                        setattr(job.lines, k, v)
             marks.append(job.lines)
-        self.figure.marks = [*marks, self._nonfinite]
+        marks += [*self._spare, self._nonfinite]
+        # Same marks, same order: send nothing. bqplot's figure view builds mark views asynchronously, and a
+        # marks list that changes while a view is being built (a job starting as its dashboard is displayed)
+        # can leave the view without lines or with an axis that lost its scale (seen in 1 in 2 page loads).
+        current = self.figure.marks
+        if len(marks) != len(current) or any(a is not b for a, b in zip(marks, current, strict=False)):
+            self.figure.marks = marks
+
+    def _new_lines(self) -> Any:
+        return bqplot.Lines(
+            x=np.empty(0), y=np.empty(0), scales={"x": self._x, "y": self._y}, stroke_width=1.5, apply_clip=True
+        )
 
     def _close_marks(self, job: _Job) -> None:
-        if job.lines is not None:
-            job.lines.close()
+        """Take the job's line mark off it: kept empty for the next job while the y scale stands, else closed."""
+        lines = job.lines
+        if lines is not None:
+            if lines.scales.get("y") is self._y and not self._closed:
+                with lines.hold_sync():
+                    lines.x, lines.y, lines.labels = np.empty(0), np.empty(0), []
+                self._spare.append(lines)
+            else:
+                lines.close()
         job.lines = None
         job.pushed = None
         job.view = []

@@ -50,9 +50,17 @@ def browser() -> Iterator[Any]:
 def page(browser: Any, lab: JupyterLab) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
+    # Errors in the browser console while the test ran, reported when it ends.
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(f"uncaught: {error}"))
+    page.on("console", lambda m: problems.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
     yield page
     context.close()
     lab.shutdown_kernels()
+    # A JavaScript error in a widget is a bug the user sees as a blank or frozen view (a chart once lost its
+    # lines to an uncaught bqplot error in 1 page load of 2): every browser test fails on one.
+    if problems:
+        pytest.fail("errors in the browser console:\n" + "\n".join(problems), pytrace=False)
 
 
 @pytest.fixture

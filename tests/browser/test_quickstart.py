@@ -70,8 +70,26 @@ def test_quickstart_dashboard_shows_health_progress_history_and_survives_a_reloa
     problems = [t for t in nb.errors_in_outputs() if not all(line.startswith("alert [") for line in t.splitlines())]
     assert problems == []
 
+    # The chart draws a line per task and the total (not just its axes), each with its 300 points.
+    page.wait_for_function(
+        """(sel) => {
+            const dash = document.querySelector(sel);
+            const paths = dash ? [...dash.querySelectorAll('.acc-loss-chart-figure .curve .line')] : [];
+            return paths.length === 3 && paths.every(p => (p.getAttribute('d') || '').split('L').length === 300);
+        }""",
+        arg=f"{OUT} .acc-dashboard",
+        timeout=30_000,
+    )
+
     ARTIFACTS.mkdir(exist_ok=True)
-    page.locator(f"{OUT} .acc-dashboard").first.screenshot(path=str(ARTIFACTS / "dashboard.png"))
+    # The whole dashboard is taller than the window; JupyterLab does not paint what is outside its
+    # scrolled notebook, so the screenshot is taken in a window tall enough to hold it.
+    page.set_viewport_size({"width": 1400, "height": 2600})
+    dashboard = page.locator(f"{OUT} .acc-dashboard").first
+    dashboard.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    dashboard.screenshot(path=str(ARTIFACTS / "dashboard.png"))
+    page.set_viewport_size({"width": 1400, "height": 1000})
     history_text = history.inner_text()
 
     # Dark theme: the colours come from JupyterLab's variables, so the panel follows the theme.
