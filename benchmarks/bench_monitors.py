@@ -89,6 +89,25 @@ def build(
     return run
 
 
+def build_bare(kind: str, batches: list[Any], device: str, steps: int) -> Callable[[], None]:
+    """A hand-written loop over the same model and batches: no Trainer, no store, no monitors."""
+    model = make_model(kind).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    data = [(x.to(device), y.to(device)) for x, y in batches]
+
+    def run() -> None:
+        for step in range(steps):
+            x, y = data[step % len(data)]
+            loss = nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    return run
+
+
 def handler_share(kind: str, batches: list[Any], store: acc.RunStore, device: str, steps: int) -> float:
     """Time inside the default monitors' handlers / the whole fit, in one run (median of 5)."""
     trainer = make_trainer(kind, "default", batches, store, device, steps)
@@ -161,6 +180,7 @@ def main() -> None:
         "none": build(args.model, None, batches, store, args.device, args.steps),
         "default": build(args.model, "default", batches, store, args.device, args.steps),
         "peers": build(args.model, [PerParameterItem()], batches, store, args.device, args.steps),
+        "bare": build_bare(args.model, batches, args.device, args.steps),
     }
     times = interleaved(candidates, args.repeats)
     ours = median_ratio(times, "default", "none")
@@ -174,10 +194,15 @@ def main() -> None:
     print(
         "median step time: "
         + ", ".join(f"{name} {ms:.3f} ms" for name, ms in per_step.items())
-        + "  (none = Trainer(monitors=None))"
+        + "  (none = Trainer(monitors=None), bare = a hand-written loop)"
     )
     print(f"default monitors / no monitors = {ours:.4f}  (goal <= {goal}: {verdict(ours, goal)})")
     print(f"peers' way (per-parameter .norm().item() each step) / no monitors = {peers:.4f}")
+    print(
+        f"(information) Trainer with default monitors / a bare hand-written loop = "
+        f"{median_ratio(times, 'default', 'bare'):.4f}, Trainer without monitors / bare loop = "
+        f"{median_ratio(times, 'none', 'bare'):.4f} (the Trainer's own cost: bench_trainer_overhead.py)"
+    )
     share = handler_share(args.model, batches, store, args.device, args.steps)
     print(
         f"in-run accounting: the default monitors' handlers take {share * 100:.2f} % of a run "
