@@ -53,7 +53,7 @@ import operator
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
@@ -244,6 +244,8 @@ _UNIT_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ%/µ:."
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 _REDRAW = re.compile(r"[\r\x08]+")
 _KEY_CACHE_LIMIT = 20_000
+_QUIET_LIMIT = 1024  # lines remembered as giving nothing (LogParser._quiet), at most ...
+_QUIET_LINE_LENGTH = 400  # ... this long: at most 400 kB
 
 
 def _read_value(token: str) -> tuple[float, int | None, str] | None:
@@ -263,9 +265,10 @@ def _read_value(token: str) -> tuple[float, int | None, str] | None:
     text, total, unit = m.groups()
     try:
         value = float(text)
+        # int() refuses more than sys.get_int_max_str_digits() digits: such a token is garbage, not fatal
+        return value, int(total) if total else None, unit or ""
     except ValueError:
         return None
-    return value, int(total) if total else None, unit or ""
 
 
 # -- dict lines ----------------------------------------------------------------
@@ -378,10 +381,10 @@ def _to_float(text: str) -> float:
 # fields holding strings).
 _DictPlan = tuple[tuple[str, ...], tuple[str, ...], tuple[int, ...], int, tuple[int, ...]]
 _QUOTES = frozenset("'\"")
-_GETTERS: dict[tuple[int, ...], Callable[[list[Any]], tuple[Any, ...]]] = {}
+_GETTERS: dict[tuple[int, ...], Callable[[Sequence[Any]], tuple[Any, ...]]] = {}
 
 
-def itemgetter_for(picks: tuple[int, ...]) -> Callable[[list[Any]], tuple[Any, ...]]:
+def itemgetter_for(picks: tuple[int, ...]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
     """A cached operator.itemgetter for several indices."""
     getter = _GETTERS.get(picks)
     if getter is None:
@@ -389,22 +392,33 @@ def itemgetter_for(picks: tuple[int, ...]) -> Callable[[list[Any]], tuple[Any, .
     return getter
 
 
-class _Template(NamedTuple):
-    """A learned line format (see ``LogParser._learn_template``): groups are the fields' numbers."""
+@dataclass(frozen=True, slots=True, eq=False)
+class _Template:
+    """A learned line format (see ``LogParser._learn_template``): groups are the fields' numbers.
+
+    Slots: every line reads a few of these attributes, and a slot is read several times faster than a
+    NamedTuple field. Compared by identity: one pattern is one template (``LogParser._use_template``).
+    """
 
     regex: re.Pattern[str]
     prefix: str
-    """The line's text before its first digit or blank: a cheap test before the match."""
+    """The line's text before its first digit, blank or number: a cheap test before the match."""
+    required: str
+    """A key the line must contain (the longest): a second cheap test, for lines that start with a digit."""
     match: Callable[[str], re.Match[str] | None]
     """The pattern's fullmatch."""
     names: tuple[str, ...]
     raws: tuple[str, ...]
-    getter: Callable[[list[float]], tuple[float, ...]] | None
-    """Picks the metrics' numbers out of the groups (None: one metric, group ``first``)."""
+    getter: Callable[[tuple[str, ...]], tuple[str, ...]] | None
+    """Picks the metrics' numbers out of ``Match.groups()``; None: they are all the groups, in order."""
     first: int
+    """The group (an index into ``Match.groups()``) of the number of a template with one metric, else -1."""
+    number: Callable[[str], float]
+    """``float``; for a template with a digit-grouped number, float after dropping the commas."""
     factors: tuple[tuple[int, float], ...]
     """(value index, k/M/G factor)."""
     step: int
+    """The group of the step, -1 for none (and so for ``step_total`` and ``epoch``)."""
     step_total: int
     epoch: int
     evidence: bool
@@ -415,20 +429,50 @@ class _Template(NamedTuple):
 _TEMPLATES_TRIED = 12  # formats one source interleaves; a cheap prefix test comes before each match
 _PREFIX_END = re.compile(r"[\d \t]")
 _NO_MATCH: Any = object()
+_NAN = math.nan
 _NUMBER_FULL = re.compile(
     r"[-+]?(?:\d[\d_]*(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|[nN]a[nN]|[iI]nf(?:inity)?)"
 )
 # A template's number: a cheap charset run (float() then rejects what is not a number, and the line goes
 # to the general path); it starts as the field pattern's values start, so it never takes more than they do.
-_NUMBER_GROUP = r"([-+.]?\d[-+.0-9eE]*|[-+.]?(?:[nN]a[nN]|[iI]nf(?:inity)?))"
+# Templates match ASCII digits ([0-9], a range test; \d is a Unicode table lookup per character): a line
+# with other digits goes to the general path. Only a negative lookahead keeps \d, where stricter would
+# match more.
+_NUMBER_GROUP = r"([-+.]?(?:[0-9][-+.0-9eE]*|[nN]a[nN]|[iI]nf(?:inity)?))"
+# A number printed with digit grouping ("1,234"), as the field pattern reads it; or a plain number.
+_GROUPED_FULL = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+")
+_GROUPED_NUMBER_GROUP = r"([-+]?[0-9]{1,3}(?:,[0-9]{3}(?![\d.]))+|" + _NUMBER_GROUP[1:]
+# What the field pattern would read as more digit groups of the value before it.
+_NO_GROUPING_AFTER = r"(?!,\d{3}(?![\d.]))"
 # A progress bar's drawing between two pipes (blocks and blanks change every redraw).
 _BAR = re.compile(r"\|([^|\x00-\x1f]*[^|\x00-\x7f][^|\x00-\x1f]*|[ ]+)\|")
 _LITERAL_PIECES = re.compile(r"(\d+)|([ \t]+)|([^\d \t]+)")
 _SEP_PATTERN = re.compile(r"(?:\\[ \t])+")  # blanks as re.escape() writes them
 
 
-def _blanks(_m: re.Match[str]) -> str:
-    return "[ \\t]+"
+def _metric_groups(
+    groups: tuple[int, ...], n_groups: int
+) -> tuple[Callable[[tuple[str, ...]], tuple[str, ...]] | None, int]:
+    """A template's ``getter`` and ``first`` for metrics read from these groups (indices) of its pattern's."""
+    if len(groups) == 1:
+        return None, groups[0]
+    return (None if groups == tuple(range(n_groups)) else itemgetter_for(groups)), -1
+
+
+def _required_text(prefix: str, keys: list[str]) -> str:
+    """The longest key that the prefix does not already hold: text every line of the template contains."""
+    return max((key for key in keys if key not in prefix), key=len, default="")
+
+
+def _float_without_grouping(text: str) -> float:
+    """A number that may be printed with digit grouping ("1,234"): only a grouped-number group holds commas."""
+    return float(text.replace(",", "") if "," in text else text)
+
+
+def _blanks(m: re.Match[str]) -> str:
+    """A run of blanks: one space stays one space (a literal costs the match a third less than a class
+    repeat, and one space is how most fields are printed); a longer run (padding) matches any blanks."""
+    return " " if m.group() == "\\ " else "[ \\t]+"
 
 
 def _literal_pattern(line: str, start: int, end: int, bars: list[tuple[int, int]]) -> str:
@@ -445,9 +489,9 @@ def _literal_pattern(line: str, start: int, end: int, bars: list[tuple[int, int]
         digits, blanks, other = m.groups()
         if digits is not None:
             before = line[m.start() - 1] if m.start() > 0 else " "
-            out.append(re.escape(digits) if before.isalpha() or before == "_" else r"\d+")
+            out.append(re.escape(digits) if before.isalpha() or before == "_" else "[0-9]+")
         elif blanks is not None:
-            out.append(r"[ \t]+")
+            out.append(" " if blanks == " " else r"[ \t]+")  # as _blanks()
         else:
             out.append(re.escape(other))
     return "".join(out)
@@ -488,7 +532,11 @@ class LogParser:
         self._units: dict[tuple[str, str], str] = {}
         self._dict_names: dict[str, str] = {}
         self._dict_plans: dict[tuple[str, ...], _DictPlan | None] = {}
-        self._templates: list[_Template] = []  # most recently used first
+        self._templates: list[_Template] = []  # tried in turn; one that reads a line moves one place forward
+        # Lines that took the cheapest way to nothing (no template, no "=", no dict, no metric word): logs
+        # repeat such lines (warnings, banners, separators), and seen again they give nothing again, without
+        # the word tests. Emptied when a template is learned (it could read one of them).
+        self._quiet: set[str] = set()
         self._template_cache: dict[str, _Template] = {}
         self._learned = 0  # patterns made in the current window
         self._hits_at_window = 0
@@ -531,6 +579,9 @@ class LogParser:
         """
         stats = self.stats
         stats.lines += 1
+        if not line:  # blank lines are common and hold nothing
+            stats.other += 1
+            return None
         if len(line) > self.max_line_length:
             stats.too_long += 1
             return None
@@ -548,9 +599,13 @@ class LogParser:
                         result = found
         else:
             # _parse() inlined: this is the hot path (a call costs as much as a regex on a short line)
+            if line in self._quiet:
+                stats.other += 1
+                return None
             result = _NO_MATCH
             for template in self._templates:
-                if line.startswith(template.prefix):
+                # two cheap tests before the match; `in` first: str.startswith parses its arguments slowly
+                if template.required in line and line.startswith(template.prefix):
                     m = template.match(line)
                     if m is not None:
                         result = self._apply_template(template, m, line)
@@ -569,6 +624,11 @@ class LogParser:
                             break
                     else:
                         result = None
+                        quiet = self._quiet
+                        if len(quiet) >= _QUIET_LIMIT:
+                            quiet.clear()
+                        if len(line) <= _QUIET_LINE_LENGTH:
+                            quiet.add(line)
         if result is None:
             stats.other += 1
             return None
@@ -942,8 +1002,12 @@ class LogParser:
         explicit_total: int | None,
         epoch: float | None,
         accepted: bool,
+        distinct: bool = False,
     ) -> tuple[int, list[tuple[str, float, str]]] | None:
-        """The step of a key/value line, and its values (shared by the general path and the templates)."""
+        """The step of a key/value line, and its values (shared by the general path and the templates).
+
+        ``distinct``: the names are known to differ (a template's are, by construction).
+        """
         if epoch is not None:
             self._epoch = epoch
         if values and not accepted:
@@ -957,12 +1021,17 @@ class LogParser:
         elif explicit is None and values and "/" in line:
             counter = _COUNTER.search(line)
             if counter is not None:
-                explicit = self._counted_step(int(counter.group(1)), int(counter.group(2)), self._epoch)
+                try:
+                    n, total = int(counter.group(1)), int(counter.group(2))
+                except ValueError:  # more digits than int() reads: not a counter
+                    pass
+                else:
+                    explicit = self._counted_step(n, total, self._epoch)
         if not values:
             if explicit is not None and explicit > self.last_step:
                 self._pending_step = explicit
             return None
-        if len(values) > 1 and len(set(map(_first, values))) < len(values):
+        if not distinct and len(values) > 1 and len(set(map(_first, values))) < len(values):
             values = _dedupe(values)
         if epoch is not None:
             values.append(("epoch", epoch, "epoch"))
@@ -1001,49 +1070,67 @@ class LogParser:
             return
         parts: list[str] = []
         pos = 0
-        found_start = len(line)
+        first_token = len(line)
         bars = [m.span(1) for m in _BAR.finditer(line)]
         step_total_group = -1
-        group = 0
+        group = 0  # the next group's index
         field_group: list[int] = []
+        grouped = False
         for i, m in enumerate(_FIELD.finditer(" " + line)):
             key_start, token_start, token_end = m.start(1) - 1, m.start(3) - 1, m.end(3) - 1
-            found_start = min(found_start, key_start)
+            first_token = min(first_token, token_start)
             parts.append(_literal_pattern(line, pos, key_start, bars))
             parts.append(re.escape(found[i][0]))
             parts.append(_SEP_PATTERN.sub(_blanks, re.escape(line[m.end(1) - 1 : token_start])))
             token = found[i][2]
-            read = _VALUE.match(token)
-            if read is None or "," in token or "_" in token:
-                return  # a token the template's number cannot reproduce exactly
-            number, total = read.group(1), read.group(2)
-            parts.append(_NUMBER_GROUP)
-            field_group.append(group)
-            group += 1
-            suffix = token[len(number) :]
-            if i == step_at and step_total:
-                assert total is not None
-                parts.append(r"/(\d+)")
-                step_total_group = group
+            if "," in token:
+                if _GROUPED_FULL.fullmatch(token) is None:
+                    return  # a token the template's number cannot reproduce exactly
+                parts.append(_GROUPED_NUMBER_GROUP)  # "1,234": later lines may print "64" or "12,345"
+                field_group.append(group)
                 group += 1
-                suffix = suffix[len(total) + 1 :]
-            parts.append(re.escape(suffix))
+                grouped = True
+            else:
+                read = _VALUE.match(token)
+                if read is None or "_" in token:
+                    return  # a token the template's number cannot reproduce exactly
+                number, total = read.group(1), read.group(2)
+                parts.append(_NUMBER_GROUP)
+                field_group.append(group)
+                group += 1
+                suffix = token[len(number) :]
+                if i == step_at and step_total:
+                    assert total is not None
+                    parts.append("/([0-9]+)")
+                    step_total_group = group
+                    group += 1
+                    suffix = suffix[len(total) + 1 :]
+                parts.append(re.escape(suffix))
+            if line.startswith(",", token_end):
+                # the field scanner takes ",ddd" after a value as digit grouping ("64,567" is 64567): so a
+                # template whose number is followed by a comma must not match where that would happen
+                parts.append(_NO_GROUPING_AFTER)
             pos = token_end
         parts.append(_literal_pattern(line, pos, len(line), bars))
         pattern = "".join(parts)
         template = self._template_cache.get(pattern)
         if template is None:
-            picks = tuple(field_group[i] for i, _ in origins)
             regex = re.compile(pattern)
+            getter, first = _metric_groups(tuple(field_group[i] for i, _ in origins), group)
+            # The line's text up to its first digit, blank, bar or number is literal in the pattern (keys
+            # are kept as printed): a line that does not start with it cannot match.
             end = _PREFIX_END.search(line)
+            prefix = line[: min(end.start() if end else len(line), first_token, bars[0][0] if bars else len(line))]
             template = _Template(
                 regex=regex,
-                prefix=line[: min(end.start() if end else len(line), found_start)],
+                prefix=prefix,
+                required=_required_text(prefix, [key for key, _, _ in found]),
                 match=regex.fullmatch,
                 names=tuple(name for name, _, _ in values),
                 raws=tuple(raw for _, _, raw in values),
-                getter=itemgetter_for(picks) if len(picks) > 1 else None,
-                first=picks[0],
+                getter=getter,
+                first=first,
+                number=_float_without_grouping if grouped else float,
                 factors=tuple((k, f) for k, (_, f) in enumerate(origins) if f != 1.0),
                 step=field_group[step_at] if step_at >= 0 else -1,
                 step_total=step_total_group,
@@ -1057,11 +1144,11 @@ class LogParser:
         if len(self._template_cache) > 256:
             self._template_cache.clear()
         self._template_cache[pattern] = template
-        templates = self._templates
-        if template in templates:
-            templates.remove(template)
+        self._quiet.clear()
+        templates = [t for t in self._templates if t.regex.pattern != pattern]  # the cache may have been cleared
         templates.insert(0, template)
         del templates[_TEMPLATES_TRIED:]
+        self._templates = templates
         # Formats that never repeat (or more of them than are tried) would make every line pay for a
         # pattern: when a window of learning saw fewer hits than patterns made, stop learning for a while.
         self._learned += 1
@@ -1097,16 +1184,18 @@ class LogParser:
         pattern = "".join(parts)
         template = self._template_cache.get(pattern)
         if template is None:
-            metric_groups = tuple(g for g in range(len(picks)) if g != step_at)
+            getter, first = _metric_groups(tuple(g for g in range(len(picks)) if g != step_at), len(picks))
             regex = re.compile(pattern)
             template = _Template(
                 regex=regex,
                 prefix="{" + items[0][0] + ":",
+                required=_required_text("{" + items[0][0], [token.strip() for token, _, _ in items]),
                 match=regex.fullmatch,
                 names=names,
                 raws=raws,
-                getter=itemgetter_for(metric_groups) if len(metric_groups) > 1 else None,
-                first=metric_groups[0],
+                getter=getter,
+                first=first,
+                number=float,
                 factors=(),
                 step=step_at,
                 step_total=-1,
@@ -1117,57 +1206,64 @@ class LogParser:
         self._use_template(pattern, template)
 
     def _apply_template(self, template: _Template, m: re.Match[str], line: str) -> Any:
-        """The values of a line its template matched; _NO_MATCH when a number will not convert."""
+        """The values of a line its template matched; _NO_MATCH when a number will not convert.
+
+        Every number is converted before any state changes. A group that is none of the template's
+        (a field the general path ignores, such as ``v_num``) is not converted: that path ignores its text.
+        """
+        texts = m.groups()  # one call: Match.group() parses its arguments slowly
+        to_float = template.number
         try:
-            numbers = list(map(float, m.groups()))
+            if template.first >= 0:
+                values = [(template.names[0], to_float(texts[template.first]), template.raws[0])]
+            else:
+                getter = template.getter
+                numbers = map(to_float, texts if getter is None else getter(texts))
+                # no strict=: names, numbers and raws have one length by construction, and the keyword sends
+                # zip() down a slow path (it was a sixth of this method's time)
+                values = [*zip(template.names, numbers, template.raws)]  # noqa: B905
+            step = to_float(texts[template.step]) if template.step >= 0 else _NAN
+            epoch = to_float(texts[template.epoch]) if template.epoch >= 0 else _NAN
+            total = int(texts[template.step_total]) if template.step_total >= 0 else None
         except ValueError:
-            return _NO_MATCH
+            return _NO_MATCH  # a run of number characters that is not a number: the general path
         self.template_hits += 1
-        getter = template.getter
-        if getter is None:
-            values = [(template.names[0], numbers[template.first], template.raws[0])]
-        else:
-            values = list(zip(template.names, getter(numbers), template.raws, strict=True))
-        for k, factor in template.factors:
-            name, number, raw = values[k]
-            values[k] = (name, number * factor, raw)
-        if template.dict_line:
-            step: int | None = None
-            if template.step >= 0:
-                number = numbers[template.step]
-                if number - number == 0:  # finite
-                    step = int(number)
-            if step is None:
-                pending = self._pending_step
-                step = pending if pending is not None and pending > self.last_step else self.last_step + 1
-            self._pending_step = None
-            self.last_step = step
-            return step, values
-        explicit: int | None = None
-        explicit_total: int | None = None
-        marker = False
-        if template.step >= 0:
-            number = numbers[template.step]
-            if number - number == 0:  # finite
-                explicit = int(number)
-                marker = True
-                if template.step_total >= 0:
-                    explicit_total = int(numbers[template.step_total])
-        epoch: float | None = None
-        if template.epoch >= 0:
-            number = numbers[template.epoch]
-            if number - number == 0:
-                epoch = number
-                marker = True
-        if explicit is not None and explicit_total is None and (template.evidence or marker):
-            # the common case, _finish_fields() without what cannot apply (names are distinct by construction)
-            if epoch is not None:
+        templates = self._templates
+        if templates[0] is not template:
+            # one place toward the front per line read: the formats a source prints most are tried first
+            at = templates.index(template)
+            templates[at - 1], templates[at] = template, templates[at - 1]
+        if template.factors:
+            for k, factor in template.factors:
+                name, number, raw = values[k]
+                values[k] = (name, number * factor, raw)
+        if step - step == 0 and total is None:
+            # the common case, a finite step of the line's own and no total: _finish_fields() without what
+            # cannot apply (names are distinct by construction, and the line has a step marker)
+            explicit = int(step)
+            if epoch - epoch == 0:
                 self._epoch = epoch
                 values.append(("epoch", epoch, "epoch"))
             self._pending_step = None
             self.last_step = explicit
             return explicit, values
-        return self._finish_fields(line, values, explicit, explicit_total, epoch, template.evidence or marker)
+        if template.dict_line:  # no step, or one that is not finite
+            pending = self._pending_step
+            explicit = pending if pending is not None and pending > self.last_step else self.last_step + 1
+            self._pending_step = None
+            self.last_step = explicit
+            return explicit, values
+        finite_step = int(step) if step - step == 0 else None
+        finite_epoch = epoch if epoch - epoch == 0 else None
+        return self._finish_fields(
+            line,
+            values,
+            finite_step,
+            total if finite_step is not None else None,
+            finite_epoch,
+            template.evidence or finite_step is not None or finite_epoch is not None,
+            distinct=True,
+        )
 
 
 def _qualifier(line: str, key: str, sep: str, token: str) -> str | None:

@@ -497,3 +497,90 @@ def test_templates_give_exactly_the_records_of_the_general_path(block: int) -> N
     assert slow.template_hits == 0
     if block:
         assert fast.template_hits > len(lines) // 2  # most lines took the fast path
+
+
+def _fast_and_general(lines: list[str]) -> tuple[LogParser, list[str], list[str]]:
+    """A parser with templates and one without over the same lines: (the first, its results, the other's)."""
+    fast, general = LogParser(), LogParser(templates=False)
+    got = [repr(fast.parse_values(line)) for line in lines]  # repr: NaN == NaN
+    want = [repr(general.parse_values(line)) for line in lines]
+    assert fast.stats == general.stats
+    return fast, got, want
+
+
+def test_a_template_reads_numbers_printed_with_digit_grouping() -> None:
+    counts = [64, 1_234, 5, 12_345_678, 999, 1_000, -2_500, 64, 100_000]
+    lines = [f"  Num examples = {n:,}" for n in counts] + [
+        f"step {i} tokens={n:,} loss=0.5" for i, n in enumerate(counts)
+    ]
+    fast, got, want = _fast_and_general(lines)
+    assert got == want
+    assert [value for _, value, _ in fast.parse_values("  Num examples = 7,654,321")[1]] == [7_654_321.0]  # type: ignore[index]
+    assert fast.template_hits >= len(lines) - 4  # the first line of each format, and a first grouped one
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        # ",5678" is not digit grouping, ",567" is: "x=64,567" is 64567, not 64 and a comma
+        ["step 1 x=64,5678 y=1", "step 2 x=64,567 y=1", "step 3 x=64,5678 y=1"],
+        ["step 1 n=1,234,5678 loss=0.5", "step 2 n=1,234,567,890 loss=0.5", "step 3 n=1,234,5678 loss=0.5"],
+        ["step 1 n=1,234 loss=0.5", "step 2 n=1,234.5 loss=0.5", "step 3 n=12345,678 loss=0.5", "step 4 n=1,2 loss=1"],
+        ["iter 1: loss 0.5, n 12", "iter 2: loss 0.5,123, n 12", "iter 3: loss 0.5, n 12,345"],
+    ],
+)
+def test_templates_read_commas_after_numbers_as_the_general_path_does(lines: list[str]) -> None:
+    _, got, want = _fast_and_general(lines)
+    assert got == want
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Step [3/" + "1" * 400 + "], Loss: 0.5",  # a total that float() reads as inf
+        "Step [3/" + "1" * 5_000 + "], Loss: 0.5",  # more digits than int() reads
+        "1" * 5_000 + "/100 [====] - loss: 0.5",
+        "5/" + "1" * 5_000 + " [====] - loss: 0.5",
+    ],
+)
+def test_numbers_too_long_for_int_are_not_fatal(line: str) -> None:
+    _, got, want = _fast_and_general(["Step [2/600], Loss: 0.7", "100/100 [====] - loss: 0.6", line, line])
+    assert got == want
+
+
+def test_repeated_lines_without_metrics_give_nothing_each_time() -> None:
+    parser = LogParser()
+    lines = ["***** Running training *****", "", "  warnings.warn(", "Some weights were not used"] * 3
+    assert [parser.parse_values(line) for line in lines] == [None] * len(lines)
+    assert (parser.stats.lines, parser.stats.other) == (len(lines), len(lines))
+
+
+def test_lines_remembered_as_giving_nothing_are_forgotten_when_a_template_is_learned() -> None:
+    # No "=" and no metric word: nothing, and remembered as nothing. A template learned later can read such
+    # a line (its unit "orm" followed "nan" in the line it was learned from, whose "nanorm" holds "norm"), so
+    # the line is read as it would have been had it never been seen.
+    quiet = "num_updates 5 x 5orm"
+    parser, fresh = LogParser(), LogParser()
+    assert parser.parse_values(quiet) is None
+    for p in (parser, fresh):
+        p.parse_values("num_updates 6 x nanorm")
+    assert parser.parse_values(quiet) == fresh.parse_values(quiet)
+
+
+def test_a_mixed_log_gives_the_records_of_the_general_path() -> None:
+    # several formats, their templates reordered as they take turns, prose repeated and varied between them
+    import random
+
+    rng = random.Random(3)
+    formats = [
+        lambda i: f"iter {i}: loss {rng.random():.4f}, time {rng.random() * 100:.2f}ms, mfu {rng.random() * 50:.2f}%",
+        lambda i: f"{{'loss': {rng.random():.4f}, 'grad_norm': {rng.choice(['nan', '1.5'])}, 'epoch': {i / 100:.2f}}}",
+        lambda i: f"{i % 100 + 1}/100 [==============================] - 2s 20ms/step - loss: {rng.random():.4f}",
+        lambda i: f"Epoch [{i // 600 + 1}/10], Step [{i % 600 + 1}/600], Loss: {rng.random():.4f}",
+        lambda i: f"  Num examples = {rng.choice([64, 1_234, 12_345_678]):,}",
+        lambda i: rng.choice(["", "***** Running training *****", f"Saving model checkpoint to out/checkpoint-{i}"]),
+    ]
+    lines = [formats[rng.randrange(len(formats)) if i % 3 else i // 3 % len(formats)](i) for i in range(3_000)]
+    fast, got, want = _fast_and_general(lines)
+    assert got == want
+    assert fast.template_hits > len(lines) // 2
