@@ -223,8 +223,11 @@ _VALUE = re.compile(
 )
 _KEY = re.compile(r"[A-Za-z_][\w./\-]*(?: [A-Za-z]+)?")
 # A progress bar's "n/total" followed by its bar or timer: tqdm "45/100 [00:02<..",
-# Keras "100/100 [====", Keras 3 "100/100 ━━━", rich "50/50 0:00:01".
-_COUNTER = re.compile(r"(?<![\w./])(\d+)/(\d+)(?:\s*[\[━]|\s+\d+:\d\d)")
+# Keras "100/100 [====", Keras 3 "100/100 ━━━", rich "50/50 0:00:01". The counter starts a run of digits
+# (no letter, digit, "." or "/" before it); that is tested after its first digit, "(?<![\w./]\d)", not
+# before it: a search for a pattern that starts with a lookbehind tries it at every character, one that
+# starts with a digit skips to the digits (half the time on a progress-bar line).
+_COUNTER = re.compile(r"(\d(?<![\w./]\d)\d*)/(\d+)(?:\s*[\[━]|\s+\d+:\d\d)")
 # A line without "=" is scanned for fields only when it holds one of these words
 # (most lines of a log are not metrics, and a substring test costs far less than
 # a scan); its "key value" fields then count when a key names a metric

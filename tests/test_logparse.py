@@ -584,3 +584,26 @@ def test_a_mixed_log_gives_the_records_of_the_general_path() -> None:
     fast, got, want = _fast_and_general(lines)
     assert got == want
     assert fast.template_hits > len(lines) // 2
+
+
+@pytest.mark.parametrize(
+    ("line", "step"),
+    [
+        ("7/100 [====] - loss: 0.5", 7),
+        ("model_v3 12/50 [== loss=0.5", 12),
+        ("ep 3 12/50 0:00:01 loss=0.5", 12),
+        ("٣/٩ [ loss=0.5", 3),  # any decimal digits
+        # not a counter: digits that go on a word, a number or a path; no bar or timer after
+        ("v2/100 [====] - loss: 0.5", 41),
+        ("x 1.5/100 [====] - loss: 0.5", 41),
+        ("a/7/100 [====] - loss: 0.5", 41),
+        ("12/50/7 [ loss=0.5", 41),
+        ("ep 3 12/50 0:0 loss=0.5", 41),
+    ],
+)
+def test_a_progress_counter_is_a_run_of_digits_of_its_own(line: str, step: int) -> None:
+    parser = LogParser()
+    parser.parse_values("step 40 lr=1")
+    parsed = parser.parse_values(line)
+    assert parsed is not None and parsed[0] == step
+    assert ("loss", 0.5, "loss") in parsed[1]
