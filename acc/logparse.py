@@ -407,7 +407,7 @@ class _Template:
     prefix: str
     """The line's text before its first digit, blank or number: a cheap test before the match."""
     required: str
-    """A key the line must contain (the longest): a second cheap test, for lines that start with a digit."""
+    """A key every line of the format holds (the longest the prefix does not): tested before the prefix."""
     match: Callable[[str], re.Match[str] | None]
     """The pattern's fullmatch."""
     names: tuple[str, ...]
@@ -429,7 +429,7 @@ class _Template:
     """A dict line (its step rules: no epoch, no progress counter)."""
 
 
-_TEMPLATES_TRIED = 12  # formats one source interleaves; a cheap prefix test comes before each match
+_TEMPLATES_TRIED = 12  # formats one source interleaves; two cheap tests come before each match
 _PREFIX_END = re.compile(r"[\d \t]")
 _NO_MATCH: Any = object()
 _NAN = math.nan
