@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,12 @@ def two_task_trainer(
         "cls": acc.tasks.Classification(output="logits", target=2, weight=0.5),
     }
     return acc.Trainer(model, opt, loader, tasks=tasks, store=store, **kwargs)  # type: ignore[arg-type]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    """Poll ``condition`` until it holds (another thread is doing the work); fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.005)

@@ -5,25 +5,15 @@ from __future__ import annotations
 import ctypes
 import math
 import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 import torch
-from conftest import TwoHeadNet
+from conftest import TwoHeadNet, wait_until
 from torch.utils.data import DataLoader
 
 import acc
 from acc import Event
-
-
-def wait_until(pred: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.005)
 
 
 def nan_trainer(

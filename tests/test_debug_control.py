@@ -8,12 +8,11 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 import torch
-from conftest import two_task_trainer
+from conftest import two_task_trainer, wait_until
 from torch.utils.data import DataLoader
 
 import acc
@@ -32,14 +31,6 @@ def count_steps(trainer: acc.Trainer) -> list[int]:
     seen: list[int] = []
     trainer.on(Event.STEP_COMPLETED, lambda st: seen.append(st.step))
     return seen
-
-
-def wait_until(pred: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.005)
 
 
 def wait_paused(dbg: acc.DebugController) -> None:

@@ -4,27 +4,18 @@ cosine matrices and watched-feature trajectories, on the competitive recipe and 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from conftest import TwoHeadNet
+from conftest import TwoHeadNet, wait_until
 from torch import nn
 from torch.utils.data import DataLoader
 
 import acc
 from acc import Event
 from acc.recipes import FEATURE_PARAM, competitive_trainer, control_trainer
-
-
-def wait_until(pred: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.005)
 
 
 @pytest.fixture

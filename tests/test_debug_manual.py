@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import math
 import threading
-import time
-from collections.abc import Callable
 
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_regression_data
+from conftest import make_regression_data, wait_until
 from torch import nn
 
 import acc
-
-
-def wait_until(pred: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.005)
 
 
 class ManualRun:

@@ -8,13 +8,13 @@ import math
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from conftest import TwoHeadNet, two_task_trainer
+from conftest import TwoHeadNet, two_task_trainer, wait_until
 from torch.utils.data import DataLoader
 
 import acc
@@ -32,14 +32,6 @@ def pump() -> Iterator[UpdatePump]:
     p = UpdatePump(max_hz=20)
     yield p
     p.close()
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
 
 
 def shown(panel: DebugPanel) -> dict[str, Any]:

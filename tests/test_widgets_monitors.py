@@ -10,11 +10,12 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import torch
+from conftest import wait_until
 from torch import nn
 
 import acc
@@ -51,14 +52,6 @@ def shown(panel: MonitorPanel) -> dict[str, Any]:
     state: dict[str, Any] = panel.get_state()
     json.dumps(state, allow_nan=False)
     return state
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
 
 
 def codes(rows: list[dict[str, Any]]) -> list[str]:

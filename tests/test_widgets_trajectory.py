@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from conftest import wait_until
 
 import acc
 from acc.recipes import FEATURE_PARAM, competitive_trainer
@@ -25,14 +26,6 @@ def pump() -> Iterator[UpdatePump]:
     p = UpdatePump(max_hz=20)
     yield p
     p.close()
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
 
 
 def send(widget: Any, content: Any) -> None:
