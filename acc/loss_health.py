@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any, Literal, overload
 
+import numpy as np
+
 __all__ = [
     "DEFAULT_THRESHOLDS",
     "FLAT_TOLERANCE",
@@ -39,6 +41,7 @@ __all__ = [
     "Thresholds",
     "classify_loss",
     "compute_loss_summary",
+    "health_codes",
     "health_within",
     "infer_task_type",
     "loss_trend",
@@ -264,6 +267,16 @@ def health_within(value: float, bounds: Thresholds | None) -> LossHealth:
     return LossHealth.CRITICAL
 
 
+def health_codes(values: np.ndarray, bounds: Thresholds | None) -> np.ndarray:
+    """``health_within`` for an array: 0 HEALTHY, 1 WARNING, 2 CRITICAL per value (int8)."""
+    if bounds is None:
+        codes = np.zeros(values.shape, dtype=np.int8)
+    else:
+        codes = np.where(values < bounds.healthy, 0, np.where(values < bounds.warning, 1, 2)).astype(np.int8)
+    codes[~np.isfinite(values)] = 2
+    return codes
+
+
 def worst_health(healths: Iterable[LossHealth | str]) -> LossHealth:
     """The most severe of several verdicts; HEALTHY for none."""
     worst = LossHealth.HEALTHY
@@ -385,6 +398,24 @@ class LossSummaryAccumulator:
             self._min = value
         if value > self._max:
             self._max = value
+
+    def add_many(self, values: np.ndarray, last_step: int | None = None) -> None:
+        """``add`` for each of ``values`` in order, the running sums bit for bit the same."""
+        n = len(values)
+        if n == 0:
+            return
+        self._count += n
+        if last_step is not None:
+            self._last_step = last_step
+        finite = values[np.isfinite(values)]
+        self._n_nonfinite += n - len(finite)
+        if len(finite):
+            # np.cumsum adds left to right, as repeated ``add`` does (pairwise summation is for reductions only)
+            sums = np.cumsum(np.concatenate(([self._prefix[-1]], finite)))
+            self._prefix.extend(sums[1:].tolist())
+            self._final = float(finite[-1])
+            self._min = min(self._min, float(finite.min()))
+            self._max = max(self._max, float(finite.max()))
 
     def summary(self, tolerance: float = FLAT_TOLERANCE) -> LossSummary:
         n = len(self._prefix) - 1

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from acc.loss_health import (
     DEFAULT_THRESHOLDS,
     LossHealth,
     LossSummary,
+    LossSummaryAccumulator,
     Thresholds,
     classify_loss,
     compute_loss_summary,
+    health_codes,
+    health_within,
     infer_task_type,
     loss_trend,
     normalize_task_type,
@@ -218,3 +222,29 @@ def test_summary_to_dict_round_trips() -> None:
 def test_a_record_without_loss_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="task_name"):
         compute_loss_summary([{"step": 1, "task_name": "x"}])
+
+
+@pytest.mark.parametrize("bounds", [None, Thresholds(0.1, 0.3), Thresholds(0.2, 0.2)])
+def test_health_codes_agree_with_health_within_value_by_value(bounds: Thresholds | None) -> None:
+    values = np.array([0.0, 0.05, 0.1, 0.2, 0.29, 0.3, 5.0, -1.0, math.nan, math.inf, -math.inf])
+    by_code = [LossHealth.HEALTHY, LossHealth.WARNING, LossHealth.CRITICAL]
+    assert [by_code[c] for c in health_codes(values, bounds)] == [health_within(v, bounds) for v in values]
+
+
+def test_add_many_is_add_per_value_bit_for_bit() -> None:
+    rng = np.random.default_rng(0)
+    blocks = [rng.normal(size=n) * 10.0**e for n, e in [(50, 0), (7, 8), (1, -9), (33, 3)]]
+    blocks[1][3] = math.nan
+    blocks[3][[0, 5]] = [math.inf, -math.inf]
+    one, many = LossSummaryAccumulator("recon", "reconstruction"), LossSummaryAccumulator("recon", "reconstruction")
+    step = 0
+    for block in blocks:
+        for v in block:
+            step += 1
+            one.add(float(v), step)
+        many.add_many(block, step)
+    assert many.summary() == one.summary()
+    assert many._prefix == one._prefix  # the running sums, exactly
+    empty = LossSummaryAccumulator("recon")
+    empty.add_many(np.array([]), None)
+    assert empty.summary().n_steps == 0
