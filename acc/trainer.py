@@ -50,6 +50,8 @@ __all__ = ["DebugHook", "Job", "Trainer", "default_forward"]
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+# Loss dtypes whose weighted total the Trainer computes as stack + dot (see Trainer._total_loss).
+_STACKABLE = (torch.float32, torch.float64)
 Forward = Callable[[torch.nn.Module, Any], Any]
 
 
@@ -152,8 +154,8 @@ class Trainer:
     CheckpointStore or folder; default ``<store root>/checkpoints``),
     ``stop_on_nan`` (stop the job at the first fetch that sees a non-finite
     loss), ``config`` (anything JSON-able to keep with each job),
-    ``grad_norm_every`` (compute the global gradient norm every N steps,
-    default 10; 1 for every step, None for never; with ``grad_clip`` it is
+    ``grad_norm_every`` (compute the global gradient norm every N steps from
+    step 1, default 25; 1 for every step, None for never; with ``grad_clip`` it is
     every step, since clipping computes it anyway),
     ``monitors`` (objects with ``attach(trainer)``; default
     ``acc.monitors.default_monitors()``, ``None`` or ``[]`` for none).
@@ -178,7 +180,7 @@ class Trainer:
         checkpoints: CheckpointStore | str | Path | None = None,
         stop_on_nan: bool = False,
         config: Mapping[str, Any] | None = None,
-        grad_norm_every: int | None = 10,
+        grad_norm_every: int | None = 25,
         monitors: Iterable[Monitor] | Literal["default"] | None = "default",
     ) -> None:
         if not isinstance(model, torch.nn.Module):
@@ -217,8 +219,9 @@ class Trainer:
         self.config = dict(config or {})
         if grad_norm_every is not None and (isinstance(grad_norm_every, bool) or grad_norm_every < 1):
             raise ValueError(f"grad_norm_every must be a positive number of steps or None, got {grad_norm_every!r}")
-        # Reading every gradient once more costs ~2-4 % of a small model's step on a CPU,
-        # so the norm is sampled (as loggers sample: Lightning every 50 steps, W&B every 1000).
+        # Reading every gradient once more costs ~4-6 % of a small model's step on a CPU, so the norm
+        # is sampled (as loggers sample: Lightning every 50 steps, W&B every 1000), by default as often
+        # as the GradientMonitor samples its per-layer norms (every 25 steps).
         self.grad_norm_every = grad_norm_every
 
         self.hooks: Hooks[TrainerState] = Hooks()
@@ -236,6 +239,13 @@ class Trainer:
         self._parent_checkpoint: str | None = None
         self._resumed_from: str | None = None
         self._params: list[torch.nn.Parameter] = []
+        self._task_names: tuple[str, ...] = ()
+        self._task_weights: list[float] = []
+        self._unit_weights = True
+        self._weight_vector: torch.Tensor | None = None
+        self._stack_losses = True
+        self._fused_norm = False
+        self._n_dense_grads = -1
         if monitors == "default":
             from acc.monitors import default_monitors
 
@@ -366,6 +376,13 @@ class Trainer:
             raise ValueError(f"steps/epochs must be a positive integer, got {count!r}")
         self._stopping = False
         self._stop_reason = None
+        self._task_names = tuple(self.tasks)
+        self._task_weights = [task.weight for task in self.tasks.values()]
+        self._unit_weights = all(w == 1.0 for w in self._task_weights)
+        self._weight_vector = None
+        self._stack_losses = True
+        self._fused_norm = False
+        self._n_dense_grads = -1
         self._attention = (
             dbg.attention
             if dbg is not None
@@ -520,39 +537,70 @@ class Trainer:
         state.batch = batch
         hooks.fire(Event.STEP_STARTED, state)
         outputs = self.forward(self.model, batch)
-        losses: dict[str, torch.Tensor] = {}
-        total: torch.Tensor | None = None
-        for name, task in self.tasks.items():
-            loss = task(outputs, batch, name=name)
-            losses[name] = loss
-            weighted = loss if task.weight == 1.0 else loss * task.weight
-            total = weighted if total is None else total + weighted
-        assert total is not None
+        losses = {name: task(outputs, batch, name=name) for name, task in self.tasks.items()}
+        stacked, total = self._total_loss(losses)
         state.outputs = outputs
         state.losses = losses
         state.total_loss = total
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()  # type: ignore[no-untyped-call]
-        state.grad_norm = self._grad_norm(state.step + 1)
+        step = state.step + 1
+        state.grad_norm = self._grad_norm(step)
         hooks.fire(Event.AFTER_BACKWARD, state)
         lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
-        step = state.step + 1
         state.step = step
         hooks.fire(Event.STEP_COMPLETED, state)
-        assert self.recorder is not None
-        fetched = self.recorder.record(
-            step,
-            losses,  # staged on the device at once (a copy, so no graph or tensor is held)
-            total=total,
-            lr=lr,
-            grad_norm=state.grad_norm,
-            epoch=state.epoch,
-        )
+        recorder = self.recorder
+        assert recorder is not None
+        if stacked is not None:  # kept as it is until the fetch: no copy, no graph
+            fetched = recorder._record_stacked(
+                step, self._task_names, stacked.detach(), lr, state.grad_norm, state.epoch
+            )
+        else:  # staged on the device at once (a copy, so no graph or tensor is held)
+            fetched = recorder.record(step, losses, total=total, lr=lr, grad_norm=state.grad_norm, epoch=state.epoch)
         if fetched and self.stop_on_nan:
             self._check_finite(fetched)
+
+    def _total_loss(self, losses: dict[str, torch.Tensor]) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """The weighted total loss, and the stacked task losses it was computed from (None if it was not).
+
+        ``torch.stack`` + ``dot`` are as many ops as the muls and adds of a
+        hand-written total, and the stack is then all the recorder keeps of the
+        step. Losses that cannot be stacked (on different devices, of shape
+        ``(1,)``, in half precision, where a float32 weight vector would change
+        the arithmetic) are added one by one for the rest of the job.
+        """
+        if self._stack_losses:
+            values = list(losses.values())
+            stacked: torch.Tensor | None
+            if len(values) == 1:
+                stacked = values[0]
+                if stacked.dim() == 0 and stacked.dtype in _STACKABLE:
+                    weight = self._task_weights[0]
+                    return stacked, stacked if weight == 1.0 else stacked * weight
+            else:
+                try:
+                    stacked = torch.stack(values)
+                except RuntimeError:
+                    stacked = None
+                if stacked is not None and stacked.dim() == 1 and stacked.dtype in _STACKABLE:
+                    if self._unit_weights:
+                        return stacked, stacked.sum()
+                    weights = self._weight_vector
+                    if weights is None or weights.dtype != stacked.dtype or weights.device != stacked.device:
+                        weights = torch.tensor(self._task_weights, dtype=stacked.dtype, device=stacked.device)
+                        self._weight_vector = weights
+                    return stacked, torch.dot(stacked, weights)
+            self._stack_losses = False
+        total: torch.Tensor | None = None
+        for loss, weight in zip(losses.values(), self._task_weights, strict=True):
+            weighted = loss if weight == 1.0 else loss * weight
+            total = weighted if total is None else total + weighted
+        assert total is not None
+        return None, total
 
     def _grad_norm(self, step: int) -> torch.Tensor | None:
         """The global gradient norm at sampled steps (every step with grad_clip); None otherwise."""
@@ -562,7 +610,20 @@ class Trainer:
         every = self.grad_norm_every
         if every is None or (step - 1) % every != 0:  # steps 1, 1 + N, 1 + 2N, ...: short runs get one too
             return None
-        return global_norm([p.grad for p in self._params if p.grad is not None])
+        grads = [p.grad for p in self._params if p.grad is not None]
+        if self._fused_norm and len(grads) == self._n_dense_grads:
+            # all dense, on one device, of one dtype (checked at the first sample): one fused kernel + one norm
+            norm: torch.Tensor = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+            return norm
+        if self._n_dense_grads < 0:  # the first sample of the job decides
+            first = grads[0] if grads else None
+            self._fused_norm = (
+                first is not None
+                and hasattr(torch, "_foreach_norm")
+                and all(not g.is_sparse and g.device == first.device and g.dtype == first.dtype for g in grads)
+            )
+            self._n_dense_grads = len(grads)
+        return global_norm(grads)
 
     def _check_finite(self, fetched: list[StepInfo]) -> None:
         for info in fetched:
