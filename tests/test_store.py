@@ -11,7 +11,9 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from conftest import wait_until
 
 import acc
 from acc import JobStatus, RunStore, StoreError
@@ -268,3 +270,21 @@ def test_a_schema_1_store_is_migrated_with_nothing_lost(tmp_path: Path) -> None:
     tables = {r[0] for r in store._conn().execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "points" not in tables
     assert store.integrity_check() == "ok"
+
+
+def test_column_blocks_reach_the_store_unprompted_and_merge_with_points_in_write_order(tmp_path: Path) -> None:
+    store = RunStore(tmp_path, flush_interval=0.2)
+    job = store.create_job("columns")
+    steps = np.arange(1, 6, dtype=np.int64)
+    walls = np.full(5, 1000.0)
+    store.log_columns(job, {"loss": (steps, np.array([1.0, 2.0, math.nan, math.inf, 5.0]), walls)})
+    store.log_points(job, [("loss", 5, 50.0, 1001.0), ("loss", 6, 6.0, 1001.0)])  # step 5 written again
+    store.log_columns(job, {"lr": (steps[:0], np.array([]), walls[:0])})  # an empty block is ignored
+    # no flush(): the writer commits within its interval even though queuing did not wake it
+    wait_until(lambda: len(store.metrics(job).get("loss", [])) == 6, timeout=5)
+    values = [p["value"] for p in store.metrics(job)["loss"]]
+    assert values[:2] == [1.0, 2.0] and math.isnan(values[2]) and values[3] == math.inf
+    assert values[4:] == [50.0, 6.0]  # the later write of step 5 wins
+    assert "lr" not in store.metrics(job)
+    assert store.job(job).last_step == 6
+    store.close()
