@@ -4,7 +4,7 @@ Goal (issue 2): overhead ratio <= 1.03 on a small CPU model with batch 128.
 
 Both loops do forward, two task losses, backward and an optimizer step on the
 same in-memory batches; the Trainer adds loss health, the global gradient norm
-(sampled every 10 steps by default), the batched device->host fetch, the
+(sampled every 25 steps by default), the batched device->host fetch, the
 SQLite writer and a job record per run. Runs are interleaved so drift hits
 both alike.
 
@@ -16,14 +16,24 @@ printed with its bootstrap 95 % interval. Each Trainer round is a whole job
 is printed on its own, as it would be a large share of a very short round.
 A last part times a model so small that its step is almost all Python, which
 shows acc's bookkeeping cost per step in microseconds.
+
+An information line pairs at the step level instead: one long Trainer job in
+which every step is followed by one bare step of an identical copy of the model
+(same batch, same optimizer settings), and each 50-step window of Trainer steps
+(one fetch, two gradient-norm samples) is divided by the same window of bare
+steps. Noise that lasts longer than a step hits both sides alike, so its
+interval is a few times narrower; it leaves out the fixed cost of a job, and
+whatever acc does between steps that slows the bare copy too.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,6 +54,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200, help="steps per timed run (one job each)")
     parser.add_argument("--repeats", type=int, default=61)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--paired-steps", type=int, default=4000, help="steps of the step-paired job")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -92,6 +103,42 @@ def main() -> None:
     lo, hi = bootstrap_median_ci(paired_ratios(times, every, "bare"))
     print(f"  (information) with the gradient norm every step: {median_ratio(times, every, 'bare'):.4f}"
           f" [{lo:.4f}, {hi:.4f}]")  # fmt: skip
+
+    # step-level pairing: each Trainer step is followed by a bare step of a copy of the model
+    twin = copy.deepcopy(model)
+    twin_opt = torch.optim.Adam(twin.parameters(), lr=1e-3)
+    twin_opt.load_state_dict(opt.state_dict())
+    acc_steps: list[float] = []
+    bare_steps: list[float] = []
+    last_start: list[float] = []
+
+    def bare_twin_step(state: acc.TrainerState) -> None:
+        now = time.perf_counter()
+        if last_start:
+            acc_steps.append(now - last_start[0])  # the previous Trainer step, from start to start
+        batch = state.batch
+        start = time.perf_counter()
+        out = twin(batch[0])
+        loss = recon(out, batch) + cls.weight * cls(out, batch)
+        twin_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        twin_opt.step()
+        bare_steps.append(time.perf_counter() - start)
+        last_start[:] = [time.perf_counter()]
+
+    long_run = acc.Trainer(model, opt, cycle * (args.paired_steps // len(cycle) + 1), tasks=tasks, store=store,
+                           monitors=None, name="bench-paired")  # fmt: skip
+    handle = long_run.on(acc.Event.STEP_STARTED, bare_twin_step)
+    long_run.fit(steps=args.paired_steps)
+    handle.remove()
+    window, skip = 50, 200  # 50 steps hold one fetch; the first 200 warm up
+    windows = [
+        sum(acc_steps[i : i + window]) / sum(bare_steps[i : i + window])
+        for i in range(skip, len(acc_steps) - window + 1, window)
+    ]
+    lo, hi = bootstrap_median_ci(windows)
+    print(f"  (information) paired step by step, {len(windows)} windows of {window} steps in one job: "
+          f"{statistics.median(windows):.4f} [{lo:.4f}, {hi:.4f}]")  # fmt: skip
 
     # the fixed cost of one job: a 1-step job vs one bare step
     def bare_one() -> None:
