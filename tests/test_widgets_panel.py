@@ -8,12 +8,12 @@ import math
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import make_regression_data, two_task_trainer
+from conftest import make_regression_data, two_task_trainer, wait_until
 from torch.utils.data import DataLoader, TensorDataset
 
 import acc
@@ -39,14 +39,6 @@ def shown(panel: LossHealthPanel) -> dict[str, Any]:
     state = panel.get_state()
     json.dumps({k: v for k, v in state.items() if k != "sparklines"}, allow_nan=False)
     return {k: state[k] for k in SYNCED}
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
 
 
 def test_after_a_real_run_the_panel_shows_the_whole_job(
